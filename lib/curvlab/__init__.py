@@ -1,0 +1,33 @@
+"""curvlab: curvature-aware neural-network training, re-implemented from four papers.
+
+Modules (each one idea):
+  data        ``load(name, split)``: real datasets with checksums, stand-ins labelled as such
+  models      the papers' reference architectures
+  experiment  a run is a config turned into a cached, seeded JSON record
+  training    a plain training loop with budgets, evaluation and divergence detection
+  plotting    one seaborn theme; figures saved with the CSV of the data drawn; tables
+  curvature   matrix-free GGN- and Hessian-vector products (torch.func)
+  krylov      conjugate gradient and power iteration on callables
+  isaac       ISAAC Newton layers (input-based curvature preconditioning)
+  sgn         stochastic generalized Gauss-Newton optimizer
+"""
+from importlib import import_module as _import_module
+
+__version__ = "0.1.0"
+
+# Sub-modules are imported lazily so that ``import curvlab`` stays cheap and a notebook pays only
+# for what it uses.
+_SUBMODULES = {"data", "models", "experiment", "training", "plotting", "curvature", "krylov",
+               "isaac", "sgn"}
+_ATTRIBUTES = {"SGN": "sgn"}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return _import_module(f"{__name__}.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(_import_module(f"{__name__}.{_ATTRIBUTES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_SUBMODULES | set(_ATTRIBUTES))
