@@ -1,0 +1,214 @@
+"""Experiments: a run is a config turned into a record.
+
+    record = run(train_fn, config, notebook="02_sgn", scale="ci")
+
+``config`` is a JSON-able dict (or dataclass). Its hash names the record file
+``results/<scale>/<notebook>/<name>-<hash>.json``; a record already there is loaded instead of
+re-running (``force=True`` re-runs). ``train_fn(config, ctx)`` does the work and returns a dict with
+``metrics`` (name -> list of per-step or per-epoch values) and optionally ``summary`` (scalars) and
+``status`` (``"ok"`` or ``"diverged"``: a diverged baseline is a result, not a crash).
+
+The record holds the config, the metrics, the wall-clock, the environment (torch version, device,
+thread count) and the dataset with its stand-in label. Writes are atomic (temporary file, then
+``os.replace``), so an interrupted run never leaves a corrupt record. ``ctx.seed`` seeds torch,
+numpy and Python before ``train_fn`` runs, and ``ctx.generator`` is a seeded ``torch.Generator`` for
+shuffling and sampling, so one seeded config gives identical metrics on the same machine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .data import REPO_ROOT, STAND_INS
+
+SCALES = ("ci", "paper")
+DEFAULT_THREADS = 2
+
+
+def results_dir() -> Path:
+    """``$CURVLAB_RESULTS`` if set, else ``results/`` at the repository root."""
+    return Path(os.environ.get("CURVLAB_RESULTS", REPO_ROOT / "results"))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Fix the intra-op thread count (``$CURVLAB_THREADS``, default 2): results depend on it."""
+    n = int(threads or os.environ.get("CURVLAB_THREADS", DEFAULT_THREADS))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy and torch (CPU and CUDA); return a fresh seeded ``torch.Generator``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def environment(device: torch.device | str = "cpu") -> dict:
+    """What produced a number: versions, device name, thread count."""
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "device": device.type, "device_name": name, "threads": torch.get_num_threads()}
+
+
+def _plain(config: Any) -> dict:
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict or a dataclass, got {type(config).__name__}")
+    return json.loads(json.dumps(config, sort_keys=True))   # fails early on non-JSON values
+
+
+def config_hash(config: Any) -> str:
+    """First 12 hex digits of the SHA-256 of the config's canonical JSON."""
+    return hashlib.sha256(json.dumps(_plain(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` atomically: a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1, allow_nan=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Budget:
+    """When a run stops: after ``steps`` optimizer steps, ``epochs`` epochs or ``seconds`` of training
+    time (evaluation excluded), whichever comes first. ``None`` means no limit of that kind."""
+
+    steps: int | None = None
+    epochs: float | None = None
+    seconds: float | None = None
+
+    def __post_init__(self):
+        for k in ("steps", "epochs", "seconds"):
+            v = getattr(self, k)
+            if v is not None and not v > 0:
+                raise ValueError(f"budget {k} must be positive, got {v}")
+        if self.steps is None and self.epochs is None and self.seconds is None:
+            raise ValueError("a budget needs at least one of steps, epochs, seconds")
+
+    @classmethod
+    def of(cls, value: "Budget | dict | None") -> "Budget":
+        if isinstance(value, Budget):
+            return value
+        if not value:
+            raise ValueError("config needs a 'budget' such as {'epochs': 3}")
+        return cls(**value)
+
+    def exhausted(self, steps: int, epochs: float, seconds: float) -> bool:
+        return ((self.steps is not None and steps >= self.steps)
+                or (self.epochs is not None and epochs >= self.epochs - 1e-9)
+                or (self.seconds is not None and seconds >= self.seconds))
+
+
+def progress_enabled() -> bool:
+    """Progress bars show unless ``$CURVLAB_PROGRESS=0`` (set by ``make`` for headless runs)."""
+    return os.environ.get("CURVLAB_PROGRESS", "1") != "0"
+
+
+@dataclass
+class Context:
+    """What ``train_fn`` receives besides its config."""
+
+    seed: int
+    device: torch.device
+    generator: torch.Generator
+    budget: Budget | None
+    desc: str = ""
+
+    def progress(self, total: float | None = None, unit: str = "step"):
+        """A tqdm bar (a silent one when progress is disabled)."""
+        from tqdm.auto import tqdm
+        return tqdm(total=total, desc=self.desc, unit=unit, leave=False, disable=not progress_enabled())
+
+
+def record_path(config: Any, notebook: str, scale: str, name: str | None = None) -> Path:
+    cfg = _plain(config)
+    stem = (name or cfg.get("name") or "run").replace("/", "_")
+    return results_dir() / scale / notebook / f"{stem}-{config_hash(cfg)}.json"
+
+
+def dataset_label(name: str | None) -> dict | None:
+    if name is None:
+        return None
+    return {"name": name, "stand_in_for": STAND_INS.get(name),
+            "label": f"{name} (stand-in for {STAND_INS[name]})" if name in STAND_INS else name}
+
+
+def run(train_fn: Callable[[dict, Context], dict], config: Any, *, notebook: str, scale: str,
+        name: str | None = None, force: bool = False, device: str = "auto") -> dict:
+    """Run ``train_fn(config, ctx)`` or load its cached record; return the record (a dict).
+
+    ``config`` may hold ``seed`` (default 0), ``budget`` (``{"epochs": 3}``), ``dataset`` (a
+    :mod:`curvlab.data` name, recorded with its stand-in label) and ``device``; everything in it
+    enters the hash, so changing any value makes a new record.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    cfg = _plain(config)
+    path = record_path(cfg, notebook, scale, name)
+    if path.exists() and not force:
+        with open(path) as fh:
+            return json.load(fh)
+    set_threads()
+    dev = resolve_device(cfg.get("device", device))
+    seed = int(cfg.get("seed", 0))
+    ctx = Context(seed=seed, device=dev, generator=seed_everything(seed),
+                  budget=Budget.of(cfg["budget"]) if "budget" in cfg else None, desc=path.stem)
+    start = time.perf_counter()
+    out = train_fn(cfg, ctx)
+    wall = time.perf_counter() - start
+    if not isinstance(out, dict) or "metrics" not in out:
+        raise TypeError("train_fn must return a dict with a 'metrics' entry")
+    record = {
+        "name": path.stem.rsplit("-", 1)[0], "notebook": notebook, "scale": scale,
+        "config_hash": config_hash(cfg), "config": cfg,
+        "dataset": dataset_label(cfg.get("dataset")),
+        "status": out.get("status", "ok"),
+        "metrics": out["metrics"], "summary": out.get("summary", {}),
+        "wall_clock_s": wall, "environment": environment(dev),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    record = json.loads(json.dumps(record, allow_nan=True))    # what a cache hit will return
+    atomic_write_json(path, record)
+    return record
+
+
+def load_records(notebook: str, scale: str) -> list[dict]:
+    """Every record saved for one notebook at one scale (e.g. the committed ``paper`` records)."""
+    folder = results_dir() / scale / notebook
+    records = []
+    for p in sorted(folder.glob("*.json")):
+        with open(p) as fh:
+            records.append(json.load(fh))
+    return records
