@@ -9,6 +9,7 @@ Modules (each one idea):
   curvature   matrix-free GGN- and Hessian-vector products (torch.func)
   krylov      conjugate gradient and power iteration on callables
   isaac       ISAAC Newton layers (input-based curvature preconditioning)
+  isaac_kfac  the (λ_g, λ_a) generalisation ζ and K-FAC, for the paper's comparisons
   sgn         stochastic generalized Gauss-Newton optimizer
 """
 from importlib import import_module as _import_module
@@ -18,7 +19,7 @@ __version__ = "0.1.0"
 # Sub-modules are imported lazily so that ``import curvlab`` stays cheap and a notebook pays only
 # for what it uses.
 _SUBMODULES = {"data", "models", "experiment", "training", "plotting", "curvature", "krylov",
-               "isaac", "sgn"}
+               "isaac", "isaac_kfac", "sgn"}
 _ATTRIBUTES = {"SGN": "sgn"}
 
 

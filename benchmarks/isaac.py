@@ -1,0 +1,236 @@
+"""ISAAC Newton, Table 2: cost of one training step as a ratio to a plain gradient step.
+
+Models (batch 60, synthetic data, all linear layers preconditioned): the 5-layer ReLU MLPs of width
+100, 400 and 1600 on 784 inputs / 10 classes (cross-entropy), and the 784-1000-500-30-500-1000-784
+auto-encoder (MSE against its input). Methods: the plain gradient, ζ* (``isaac.apply_isaac``), and
+ζ and K-FAC (``isaac_kfac.KroneckerPreconditioner``, one sampled-label backward per step).
+
+Time: one full SGD step (forward, backward, optimizer step), methods measured interleaved in one
+process with the order rotated every repeat; the median over repeats is reported.
+
+Peak memory: the profiler's memory events (``profile_memory=True``) list every allocation and free
+of torch's CPU allocator with its size; their running sum over one step, started with gradients
+released, is the live memory the step adds, and its maximum is the step's transient peak. Peak =
+memory held before the step (parameters, optimizer state, the batch) + that transient peak.
+(``tracemalloc`` does not see torch's allocator, and the process RSS high-water mark cannot be
+reset and is dominated by the libraries.) Scratch space that BLAS/LAPACK allocate themselves is
+not counted, for any method.
+
+    python benchmarks/isaac.py [--quick] [--threads 1] [--repeats N] [--methods isaac zeta kfac]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from curvlab import models
+from curvlab.isaac import apply_isaac
+from curvlab.isaac_kfac import KroneckerPreconditioner
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 60
+LA = LG = 0.1                      # cost does not depend on the damping values
+LR = {"gradient": 1e-3, "isaac": 1e-3, "zeta": 1e-3, "kfac": 1e-5}   # small: no drift or overflow
+MODELS = {
+    "mlp 5x100": lambda: models.mlp([784, 100, 100, 100, 100, 10]),
+    "mlp 5x400": lambda: models.mlp([784, 400, 400, 400, 400, 10]),
+    "mlp 5x1600": lambda: models.mlp([784, 1600, 1600, 1600, 1600, 10]),
+    "auto-encoder": lambda: models.autoencoder(),
+}
+# Table 2, CPU column (one core), ratio to the gradient; None where the transcribed cell is unsure.
+PAPER_TIME = {"isaac": {"mlp 5x100": 3.34 / 2.05, "mlp 5x400": None, "mlp 5x1600": None,
+                        "auto-encoder": 87.39 / 78.61},
+              "zeta": {"mlp 5x100": 8.65 / 2.05, "mlp 5x400": 38.67 / 23.74,
+                       "mlp 5x1600": 665.80 / 187.87, "auto-encoder": 193.25 / 78.61},
+              "kfac": {"mlp 5x100": 62.78 / 2.05, "mlp 5x400": 218.48 / 23.74,
+                       "mlp 5x1600": 6985.48 / 187.87, "auto-encoder": 1207.58 / 78.61}}
+TARGET = {"model": "mlp 5x400", "time": 1.3, "memory": 1.05}
+
+
+class Runner:
+    """One method on its own copy of the model: ``step()`` is a full SGD step on the next batch."""
+
+    def __init__(self, method: str, model: torch.nn.Module, loss: str, batches):
+        self.method, self.model, self.loss, self.batches = method, model, loss, batches
+        self.i = 0
+        n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+        layers = range(1, n_linear + 1)
+        self.pre = None
+        if method == "isaac":
+            apply_isaac(model, LA, layers)
+        elif method in ("zeta", "kfac"):
+            self.pre = KroneckerPreconditioner(model, LA, LG, layers, method=method, loss=loss,
+                                               generator=torch.Generator().manual_seed(0))
+        self.opt = torch.optim.SGD(model.parameters(), lr=LR[method])
+
+    def zero_grad(self):
+        self.opt.zero_grad(set_to_none=True)
+
+    def step(self):
+        x, y = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        self.zero_grad()
+        out = self.model(x)
+        loss = F.cross_entropy(out, y) if self.loss == "cross_entropy" else F.mse_loss(out, y)
+        if self.pre is None:
+            loss.backward()
+        else:
+            self.pre.backward(loss, out)
+        self.opt.step()
+
+    def held_bytes(self) -> int:
+        """Bytes live before a step: parameters, optimizer state and the current batch."""
+        tensors = list(self.model.parameters()) + list(self.batches[self.i % len(self.batches)])
+        tensors += [t for s in self.opt.state.values() for t in s.values() if torch.is_tensor(t)]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def peak_bytes(self) -> int:
+        self.zero_grad()                          # gradients are allocated inside the profiled step
+        gc.collect()
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            x, y = self.batches[self.i % len(self.batches)]
+            self.i += 1
+            out = self.model(x)
+            loss = F.cross_entropy(out, y) if self.loss == "cross_entropy" else F.mse_loss(out, y)
+            if self.pre is None:
+                loss.backward()
+            else:
+                self.pre.backward(loss, out)
+            self.opt.step()
+            del out, loss
+        self.i -= 1
+        events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                        if e.name() == "[memory]")
+        live = peak = 0
+        for _, nbytes in events:
+            live += nbytes
+            peak = max(peak, live)
+        return self.held_bytes() + peak
+
+
+def make_batches(model_name: str, n: int, generator: torch.Generator):
+    if model_name == "auto-encoder":
+        xs = [torch.rand(BATCH, 784, generator=generator) for _ in range(n)]
+        return "mse", [(x, x) for x in xs]
+    return "cross_entropy", [(torch.rand(BATCH, 784, generator=generator),
+                              torch.randint(0, 10, (BATCH,), generator=generator)) for _ in range(n)]
+
+
+def bench_model(name: str, methods: list[str], repeats: int, warmup: int, budget: float) -> dict:
+    torch.manual_seed(0)
+    base = MODELS[name]()
+    loss, batches = make_batches(name, 8, torch.Generator().manual_seed(1))
+    runners = [Runner(m, copy.deepcopy(base), loss, batches) for m in ["gradient", *methods]]
+    times = {r.method: [] for r in runners}
+    for _ in range(warmup):
+        start = time.perf_counter()
+        for r in runners:
+            r.step()
+        round_s = time.perf_counter() - start
+    repeats = max(5, min(repeats, int(budget / round_s)))       # slow K-FAC rows get fewer
+    for k in range(repeats):
+        for r in runners[k % len(runners):] + runners[:k % len(runners)]:
+            start = time.perf_counter()
+            r.step()
+            times[r.method].append(time.perf_counter() - start)
+    with quiet_stderr():                                        # the profiler logs to fd 2
+        peaks = {r.method: r.peak_bytes() for r in runners}
+    for r in runners:
+        if r.pre is not None:
+            r.pre.remove()
+    base_time, base_peak = statistics.median(times["gradient"]), peaks["gradient"]
+    return {"repeats": repeats} | {
+        m: {"time_ms": 1e3 * statistics.median(times[m]),
+            "time_ratio": statistics.median(times[m]) / base_time,
+            "peak_mb": peaks[m] / 2**20, "memory_ratio": peaks[m] / base_peak,
+            "paper_time_ratio": PAPER_TIME.get(m, {}).get(name)} for m in times}
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (C++ log lines) for the duration."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def write_json(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few repeats, small time budget")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (paper: one core)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed steps per method (default 100, --quick 15)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds of timed steps per model, lowering repeats (min 5) for slow "
+                             "rows (default 60, --quick 8)")
+    parser.add_argument("--methods", nargs="+", default=["isaac", "zeta", "kfac"],
+                        choices=["isaac", "zeta", "kfac"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "isaac.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    repeats = args.repeats or (15 if args.quick else 100)
+    warmup = 2 if args.quick else 5
+    budget = args.budget or (8.0 if args.quick else 60.0)
+    print(f"ISAAC Table 2 cost, batch {BATCH}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, up to {repeats} repeats (median), la = lg = {LA}")
+    results = {}
+    for name in args.models:
+        results[name] = bench_model(name, args.methods, repeats, warmup, budget)
+    labels = {"isaac": "zeta*", "zeta": "zeta", "kfac": "K-FAC"}
+    header = f"{'model':<13} {'n':>3} {'gradient':>12}" + "".join(
+        f" | {labels[m] + ' time':>11} {'(paper)':>7} {'memory':>6}" for m in args.methods)
+    print(header + "\n" + "-" * len(header))
+    for name, row in results.items():
+        line = f"{name:<13} {row['repeats']:3d} {row['gradient']['time_ms']:9.2f} ms"
+        for m in args.methods:
+            paper = row[m]["paper_time_ratio"]
+            line += (f" | {row[m]['time_ratio']:10.2f}x {f'{paper:.2f}x' if paper else '?':>7}"
+                     f" {row[m]['memory_ratio']:5.2f}x")
+        print(line)
+    print("n: timed steps per method; time: median step time / gradient's; memory: peak bytes / gradient's "
+          "(gradient peaks: " + ", ".join(f"{n} {r['gradient']['peak_mb']:.1f} MB"
+                                            for n, r in results.items()) + ")")
+    verdict = None
+    if TARGET["model"] in results and "isaac" in results[TARGET["model"]]:
+        got = results[TARGET["model"]]["isaac"]
+        verdict = got["time_ratio"] <= TARGET["time"] and got["memory_ratio"] <= TARGET["memory"]
+        print(f"target for {TARGET['model']}: zeta* <= {TARGET['time']}x time and <= "
+              f"{TARGET['memory']}x memory: {got['time_ratio']:.2f}x, {got['memory_ratio']:.3f}x -> "
+              f"{'met' if verdict else 'NOT met'}")
+    record = {"benchmark": "isaac", "batch": BATCH, "threads": torch.get_num_threads(),
+              "repeats": repeats, "quick": args.quick, "la": LA, "lg": LG,
+              "torch": torch.__version__, "target": TARGET, "target_met": verdict,
+              "results": results}
+    write_json(args.out, record)
+    print(f"wrote {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
