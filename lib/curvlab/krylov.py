@@ -1,0 +1,255 @@
+"""Krylov methods on callables: preconditioned conjugate gradient and power iteration.
+
+These know nothing of networks. A *vector* is either one tensor or a tuple/list of tensors (for
+example shaped like a model's parameters); inner products run over all entries of all tensors. Each
+function returns vectors of the same structure as its input: a tensor for a tensor, a tuple for a
+sequence. ``matvec`` maps a vector to a vector of the same structure.
+
+Conjugate gradient works internally on one flat copy (P,) of the vector: each product costs one
+``torch.cat`` of the result (the operator sees views of the flat iterate), and every inner product,
+update and norm is a single kernel, which matters for small models where per-tensor Python overhead
+would rival the products. Scalars (step lengths, inner products, the residual norm) are moved to
+Python floats, so each iteration synchronises a few times with the device.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+Vector = Union[Tensor, Sequence[Tensor]]
+MatVec = Callable[[Vector], Vector]
+
+__all__ = ["CGInfo", "PowerInfo", "conjugate_gradient", "power_iteration", "inner", "norm",
+           "max_abs", "add_scaled"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Vector helpers on tuples of tensors
+# --------------------------------------------------------------------------------------------------
+
+def _parts(v: Vector) -> tuple[Tensor, ...]:
+    return (v,) if isinstance(v, Tensor) else tuple(v)
+
+
+def _like(parts: Sequence[Tensor], template: Vector) -> Vector:
+    return parts[0] if isinstance(template, Tensor) else tuple(parts)
+
+
+def inner(a: Vector, b: Vector) -> Tensor:
+    """<a, b> summed over all tensors, as a 0-dim tensor."""
+    return sum(torch.vdot(x.reshape(-1), y.reshape(-1)) for x, y in zip(_parts(a), _parts(b)))
+
+
+def norm(a: Vector) -> float:
+    """Euclidean norm over all entries."""
+    return math.sqrt(max(float(inner(a, a)), 0.0))
+
+
+def max_abs(a: Vector) -> float:
+    """Infinity norm over all entries (NaN if any entry is NaN)."""
+    parts = _parts(a)
+    return float(torch.stack([x.abs().max() if x.numel() else x.new_zeros(()) for x in parts]).max()
+                 if parts else 0.0)
+
+
+def add_scaled(x: Vector, y: Vector, alpha: float) -> Vector:
+    """x + alpha * y, as new tensors."""
+    return _like(torch._foreach_add(list(_parts(x)), list(_parts(y)), alpha=alpha), x)
+
+
+def _flatten(v: Vector) -> Tensor:
+    """One flat copy of a vector (P,)."""
+    if isinstance(v, Tensor):
+        return v.reshape(-1).clone()
+    return torch.cat([t.reshape(-1) for t in v])
+
+
+def _unflatten(flat: Tensor, template: Vector) -> Vector:
+    """Views of ``flat`` in the structure of ``template``."""
+    if isinstance(template, Tensor):
+        return flat.view(template.shape)
+    parts = tuple(template)
+    chunks = torch.split(flat, [t.numel() for t in parts])
+    return tuple(c.view(t.shape) for c, t in zip(chunks, parts))
+
+
+def _flat_operator(f: MatVec, template: Vector) -> Callable[[Tensor], Tensor]:
+    """f acting on flat vectors: unflatten (views), apply, flatten."""
+    if isinstance(template, Tensor):
+        return lambda flat: f(flat.view(template.shape)).reshape(-1)
+    return lambda flat: torch.cat([t.reshape(-1) for t in f(_unflatten(flat, template))])
+
+
+# --------------------------------------------------------------------------------------------------
+# Preconditioned conjugate gradient
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CGInfo:
+    """What a conjugate-gradient run did.
+
+    Attributes:
+        iterations: number of products with A in the loop (0 if the start already satisfied ``tol``).
+        residual_norm: ``||b - A x||_inf`` of the returned x (the recursively updated residual).
+        converged: ``residual_norm <= tol``.
+        breakdown: stopped early because ``p^T A p`` was not positive and finite (A not positive
+            definite along p, or NaN/Inf in the products); x is the last good iterate.
+        residual: the final residual ``b - A x`` (same structure as ``rhs``), reused by callers that
+            need ``x^T A x = x^T (b - r)`` without another product.
+    """
+
+    iterations: int
+    residual_norm: float
+    converged: bool
+    breakdown: bool = False
+    residual: Optional[Vector] = None
+
+
+def conjugate_gradient(matvec: MatVec, rhs: Vector, x0: Optional[Vector] = None, *,
+                       max_iter: Optional[int] = None, tol: float = 1e-6, min_iter: int = 0,
+                       preconditioner: Optional[MatVec] = None) -> tuple[Vector, CGInfo]:
+    """Solve ``A x = b`` for symmetric positive definite ``A`` given as ``matvec``.
+
+    Textbook preconditioned CG (Nocedal & Wright, *Numerical Optimization*, Alg. 5.3) with
+    ``r = b - A x``, ``y = M r``, ``p_0 = y_0``:
+
+    .. math::
+
+        a_k = r_k^T y_k / p_k^T A p_k,\\quad x_{k+1} = x_k + a_k p_k,\\quad r_{k+1} = r_k - a_k A p_k,
+        \\quad b_k = r_{k+1}^T y_{k+1} / r_k^T y_k,\\quad p_{k+1} = y_{k+1} + b_k p_k.
+
+    Args:
+        matvec: v -> A v.
+        rhs: b, a tensor or a sequence of tensors.
+        x0: starting point (default 0, which costs no product; a non-zero x0 costs one).
+        max_iter: cap on the number of products in the loop (default: the number of unknowns).
+        tol: stop as soon as ``||r||_inf <= tol`` (absolute, on the residual of the system as given).
+        min_iter: run at least this many iterations even when ``tol`` is met (stops anyway when the
+            residual is exactly zero).
+        preconditioner: v -> M v with M an SPD approximation of ``A^{-1}`` (the *inverse*
+            preconditioner), e.g. ``lambda r: [d * ri for d, ri in zip(inv_diag, r)]``.
+
+    Returns:
+        ``(x, CGInfo)``; x has the structure of ``rhs``.
+    """
+    b = _flatten(rhs)                                   # (P,): work on one flat vector
+    max_iter = b.numel() if max_iter is None else int(max_iter)
+    if max_iter < 0:
+        raise ValueError(f"max_iter must be >= 0, got {max_iter}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    if min_iter < 0:
+        raise ValueError(f"min_iter must be >= 0, got {min_iter}")
+    A = _flat_operator(matvec, rhs)
+    M = _flat_operator(preconditioner, rhs) if preconditioner is not None else None
+
+    if x0 is None:
+        x, r = torch.zeros_like(b), b                   # r = b - A 0
+    else:
+        x = _flatten(x0)
+        r = b - A(x)
+    res = float(r.abs().max()) if r.numel() else 0.0
+    y = M(r) if M is not None else r
+    ry = float(torch.dot(r, y))
+    p = y.clone()                                       # r is updated in place below
+    k, breakdown = 0, False
+    while k < max_iter and (k < min_iter or not res <= tol):
+        if ry == 0.0:                                   # r = 0 exactly: x solves the system
+            break
+        if k > 0:
+            y = M(r) if M is not None else r
+            ry_new = float(torch.dot(r, y))
+            p = torch.add(y, p, alpha=ry_new / ry)      # p = y + beta p
+            ry = ry_new
+            if ry == 0.0:
+                break
+        q = A(p)                                        # A p
+        pq = float(torch.dot(p, q))
+        if not (pq > 0.0 and math.isfinite(pq)):
+            breakdown = True
+            break
+        a = ry / pq
+        x.add_(p, alpha=a)                              # x += a p
+        r.sub_(q, alpha=a)                              # r -= a A p
+        res = float(r.abs().max())
+        k += 1
+    info = CGInfo(iterations=k, residual_norm=res, converged=bool(res <= tol), breakdown=breakdown,
+                  residual=_unflatten(r, rhs))
+    return _unflatten(x, rhs), info
+
+
+# --------------------------------------------------------------------------------------------------
+# Power iteration
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PowerInfo:
+    """Convergence record of ``power_iteration``: products used, and the last relative change of the
+    eigenvalue estimate (``converged`` when it fell to ``tol`` or below)."""
+
+    iterations: int
+    converged: bool
+    relative_change: float
+
+
+def _is_shape(v) -> bool:
+    return isinstance(v, torch.Size) or (isinstance(v, (tuple, list)) and all(isinstance(s, int) for s in v))
+
+
+def power_iteration(matvec: MatVec, v0: Union[Vector, torch.Size, Sequence[int], Sequence[Sequence[int]]],
+                    *, max_iter: int = 100, tol: float = 1e-6,
+                    generator: Optional[torch.Generator] = None, dtype: Optional[torch.dtype] = None,
+                    device: Optional[torch.device] = None) -> tuple[float, Vector, PowerInfo]:
+    """Dominant eigenpair (largest |lambda|) of a symmetric operator; for a PSD one, the top eigenvalue.
+
+    Iterates ``v <- A v / ||A v||`` and estimates ``lambda = v^T A v`` (Rayleigh quotient, ||v|| = 1),
+    stopping when ``|lambda_k - lambda_{k-1}| <= tol |lambda_k|`` or after ``max_iter`` products.
+    Convergence is geometric with ratio |lambda_2 / lambda_1|, slow for clustered spectra.
+
+    Args:
+        matvec: v -> A v.
+        v0: the starting vector (tensor or sequence of tensors), or a shape / sequence of shapes from
+            which a standard normal start is drawn with ``generator`` (``dtype``, ``device``).
+        max_iter: cap on the number of products (>= 1).
+        tol: relative tolerance on the eigenvalue estimate.
+        generator: random source for a drawn start, for reproducible estimates.
+
+    Returns:
+        ``(eigenvalue, unit eigenvector estimate, PowerInfo)``.
+    """
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    if _is_shape(v0) or (isinstance(v0, (tuple, list)) and v0 and all(_is_shape(s) for s in v0)):
+        shapes = [v0] if _is_shape(v0) else list(v0)
+        drawn = [torch.randn(tuple(s), generator=generator, dtype=dtype, device=device) for s in shapes]
+        v0 = drawn[0] if _is_shape(v0) else tuple(drawn)
+    template = v0
+    v = list(_parts(v0))
+    nv = norm(v)
+    if nv == 0.0:
+        raise ValueError("the starting vector is zero")
+    v = torch._foreach_div(v, nv)
+    eig, change, k, converged = 0.0, math.inf, 0, False
+    while k < max_iter:
+        w = list(_parts(matvec(_like(v, template))))
+        k += 1
+        new_eig = float(inner(v, w))
+        nw = norm(w)
+        if nw == 0.0 or not math.isfinite(nw):          # v in the null space, or overflow
+            eig, change = new_eig, 0.0 if nw == 0.0 else math.nan
+            converged = nw == 0.0
+            break
+        v = torch._foreach_div(w, nw)
+        if k > 1:
+            change = abs(new_eig - eig) / max(abs(new_eig), 1e-300)
+        eig = new_eig
+        if change <= tol:
+            converged = True
+            break
+    return eig, _like(v, template), PowerInfo(iterations=k, converged=converged, relative_change=change)

@@ -1,0 +1,169 @@
+"""Conjugate gradient and power iteration on dense float64 matrices."""
+import math
+
+import pytest
+import torch
+
+from curvlab import krylov as K
+
+
+def spd(n, seed=0, cond=1e3):
+    """Random SPD matrix with eigenvalues log-spaced in [1, cond]."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    eig = torch.logspace(0, math.log10(cond), n, dtype=torch.float64)
+    return q @ torch.diag(eig) @ q.T
+
+
+def rhs(n, seed=1):
+    return torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_cg_solves_spd_system():
+    A, b = spd(40), rhs(40)
+    x, info = K.conjugate_gradient(lambda v: A @ v, b, max_iter=400, tol=1e-10)
+    assert info.converged and not info.breakdown
+    assert info.residual_norm <= 1e-10
+    torch.testing.assert_close(x, torch.linalg.solve(A, b), rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(info.residual, b - A @ x, rtol=0, atol=1e-9)
+
+
+def test_cg_on_tuples_of_tensors_matches_flat():
+    A, b = spd(12), rhs(12)
+    split = (b[:6].reshape(2, 3), b[6:])
+
+    def matvec(v):
+        out = A @ torch.cat([v[0].reshape(-1), v[1]])
+        return (out[:6].reshape(2, 3), out[6:])
+    x_tuple, info_tuple = K.conjugate_gradient(matvec, split, max_iter=5, tol=0.0)
+    x_flat, info_flat = K.conjugate_gradient(lambda v: A @ v, b, max_iter=5, tol=0.0)
+    assert isinstance(x_tuple, tuple) and x_tuple[0].shape == (2, 3)
+    torch.testing.assert_close(torch.cat([x_tuple[0].reshape(-1), x_tuple[1]]), x_flat)
+    assert info_tuple.iterations == info_flat.iterations == 5
+
+
+def test_cg_honours_iteration_cap():
+    A, b = spd(30), rhs(30)
+    calls = []
+
+    def matvec(v):
+        calls.append(1)
+        return A @ v
+    x, info = K.conjugate_gradient(matvec, b, max_iter=3, tol=1e-12)
+    assert info.iterations == 3 and len(calls) == 3 and not info.converged
+    assert info.residual_norm == pytest.approx((b - A @ x).abs().max().item(), rel=1e-8)
+    x0, info0 = K.conjugate_gradient(matvec, b, max_iter=0)
+    assert info0.iterations == 0 and torch.count_nonzero(x0) == 0
+
+
+def test_cg_honours_tolerance_exactly():
+    A, b = spd(30), rhs(30)
+    tol = 1e-3
+    x, info = K.conjugate_gradient(lambda v: A @ v, b, max_iter=100, tol=tol)
+    assert info.converged and info.residual_norm <= tol
+    _, before = K.conjugate_gradient(lambda v: A @ v, b, max_iter=info.iterations - 1, tol=tol)
+    assert before.residual_norm > tol                   # it did not stop later than needed
+    # min_iter keeps going past the tolerance
+    _, more = K.conjugate_gradient(lambda v: A @ v, b, max_iter=100, tol=tol, min_iter=info.iterations + 2)
+    assert more.iterations >= info.iterations + 2 and more.converged
+
+
+def test_cg_terminates_in_number_of_distinct_eigenvalues():
+    g = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(20, 20, generator=g, dtype=torch.float64))
+    A = q @ torch.diag(torch.tensor([1.0, 5.0, 20.0], dtype=torch.float64).repeat_interleave(
+        torch.tensor([7, 7, 6]))) @ q.T
+    _, info = K.conjugate_gradient(lambda v: A @ v, rhs(20), max_iter=20, tol=1e-9)
+    assert info.converged and info.iterations == 3
+
+
+def test_cg_warm_start():
+    A, b = spd(20), rhs(20)
+    exact = torch.linalg.solve(A, b)
+    x, info = K.conjugate_gradient(lambda v: A @ v, b, x0=exact, tol=1e-8)
+    assert info.iterations == 0 and info.converged
+    x, info = K.conjugate_gradient(lambda v: A @ v, b, x0=exact + 0.1, max_iter=200, tol=1e-10)
+    torch.testing.assert_close(x, exact)
+
+
+def test_preconditioned_cg():
+    # badly scaled SPD matrix: diagonal scaling with entries over 6 decades
+    d = torch.logspace(0, 6, 40, dtype=torch.float64)
+    B = spd(40, cond=10.0)
+    A = torch.diag(d.sqrt()) @ B @ torch.diag(d.sqrt())
+    b = rhs(40)
+    exact = torch.linalg.solve(A, b)
+    inv_diag = 1.0 / torch.diag(A)
+    tol = 1e-8 * b.abs().max().item()
+    x_plain, plain = K.conjugate_gradient(lambda v: A @ v, b, max_iter=2000, tol=tol)
+    x_prec, prec = K.conjugate_gradient(lambda v: A @ v, b, max_iter=2000, tol=tol,
+                                        preconditioner=lambda r: inv_diag * r)
+    assert prec.converged
+    assert prec.iterations < plain.iterations / 2
+    torch.testing.assert_close(x_prec, exact, rtol=1e-5, atol=0)
+    # the exact inverse as preconditioner solves in one iteration
+    A_inv = torch.linalg.inv(A)
+    _, one = K.conjugate_gradient(lambda v: A @ v, b, tol=1e-6, preconditioner=lambda r: A_inv @ r)
+    assert one.iterations == 1
+
+
+def test_cg_reports_breakdown_on_indefinite_matrix():
+    A = torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64))
+    x, info = K.conjugate_gradient(lambda v: A @ v, torch.tensor([0.0, 1.0], dtype=torch.float64))
+    assert info.breakdown and not info.converged and info.iterations == 0
+    assert torch.count_nonzero(x) == 0
+
+
+def test_cg_invalid_arguments():
+    with pytest.raises(ValueError):
+        K.conjugate_gradient(lambda v: v, torch.ones(3), max_iter=-1)
+    with pytest.raises(ValueError):
+        K.conjugate_gradient(lambda v: v, torch.ones(3), tol=-1.0)
+
+
+def test_power_iteration_top_eigenvalue_of_psd_matrix():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(50, 30, generator=g, dtype=torch.float64)
+    A = X.T @ X / 50                                     # Wishart, PSD
+    evals, evecs = torch.linalg.eigh(A)
+    lam, v, info = K.power_iteration(lambda u: A @ u, (30,), max_iter=2000, tol=1e-12,
+                                     generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert info.converged
+    assert lam == pytest.approx(evals[-1].item(), rel=1e-9)
+    assert abs(torch.dot(v, evecs[:, -1]).item()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_power_iteration_on_tuples_and_reproducible():
+    A = spd(10, cond=100.0)
+
+    def matvec(v):
+        out = A @ torch.cat([v[0].reshape(-1), v[1]])
+        return (out[:4].reshape(2, 2), out[4:])
+    shapes = [(2, 2), (6,)]
+    runs = [K.power_iteration(matvec, shapes, max_iter=500, tol=1e-10, dtype=torch.float64,
+                              generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert runs[0][0] == runs[1][0]
+    assert isinstance(runs[0][1], tuple) and runs[0][1][0].shape == (2, 2)
+    assert runs[0][0] == pytest.approx(100.0, rel=1e-6)
+    # an explicit start vector, and a small iteration cap that does not converge
+    start = (torch.ones(2, 2, dtype=torch.float64), torch.ones(6, dtype=torch.float64))
+    lam, _, info = K.power_iteration(matvec, start, max_iter=2, tol=0.0)
+    assert info.iterations == 2 and not info.converged and lam < 100.0
+
+
+def test_power_iteration_invalid_arguments():
+    with pytest.raises(ValueError):
+        K.power_iteration(lambda v: v, torch.zeros(3))
+    with pytest.raises(ValueError):
+        K.power_iteration(lambda v: v, torch.ones(3), max_iter=0)
+
+
+def test_vector_helpers():
+    a = (torch.tensor([1.0, -2.0]), torch.tensor([[3.0]]))
+    b = (torch.tensor([1.0, 1.0]), torch.tensor([[2.0]]))
+    assert float(K.inner(a, b)) == 5.0
+    assert K.norm(a) == pytest.approx(math.sqrt(14.0))
+    assert K.max_abs(a) == 3.0
+    c = K.add_scaled(a, b, 2.0)
+    assert torch.equal(c[0], torch.tensor([3.0, 0.0])) and torch.equal(c[1], torch.tensor([[7.0]]))
+    assert math.isnan(K.max_abs((torch.tensor([1.0, float("nan")]),)))
