@@ -59,12 +59,16 @@ lab: setup data  ## open the notebooks in JupyterLab
 sync:  setup ## pair every notebooks/NN_*.py with its .ipynb (jupytext --sync)
 	$(VENV)/bin/jupytext --sync $(NOTEBOOKS)
 
-bench: setup  ## print each method's cost as a ratio to a plain gradient step
-	@for b in $(sort $(wildcard benchmarks/*.py)); do echo "== $$b"; $(PY) $$b; done
+.peers/.installed: benchmarks/peers.txt
+	$(PY) -m pip install -q --no-deps --target .peers -r benchmarks/peers.txt
+	touch $@
+
+bench: setup .peers/.installed  ## print each method's cost as a ratio to a plain gradient step (peers beside)
+	@for b in $(sort $(wildcard benchmarks/*.py)); do echo "== $$b"; $(PY) $$b --peers .peers; done
 
 lock: setup  ## re-pin requirements.lock and environment.yml from .venv
 	$(PY) tools/lock.py
 
 clean:  ## remove ci-scale records and caches (keeps data/, .venv and results/paper/)
-	rm -rf results/ci out .pytest_cache
+	rm -rf results/ci out .peers .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -192,6 +192,7 @@ def main(argv=None) -> dict:
                         choices=["isaac", "zeta", "kfac"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "isaac.json")
+    parser.add_argument("--peers", default=None, help="unused here (K-FAC is curvlab's own); accepted for `make bench`")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (15 if args.quick else 100)

@@ -229,7 +229,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per row (default 25, --quick 7)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sgn-methods", nargs="+", default=["traced", "jvp"], choices=list(cv.METHODS))
-    parser.add_argument("--curvlinops-path", default="/tmp/cl",
+    parser.add_argument("--peers", "--curvlinops-path", dest="curvlinops_path",
+                        default=str(Path(__file__).resolve().parents[1] / ".peers"),
                         help="extra folder to look for curvlinops in (added to sys.path only if it exists)")
     parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
                         help="tuned (default): re-run under glibc malloc settings that keep freed memory "
