@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import copy
 import gc
-import json
 import os
 import statistics
 import sys
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from curvlab import models
+from curvlab.experiment import atomic_write_json
 from curvlab.isaac import apply_isaac
 from curvlab.isaac_kfac import KroneckerPreconditioner
 
@@ -172,13 +172,6 @@ def quiet_stderr():
         os.close(devnull)
 
 
-def write_json(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repeats, small time budget")
@@ -228,7 +221,7 @@ def main(argv=None) -> dict:
               "repeats": repeats, "quick": args.quick, "la": LA, "lg": LG,
               "torch": torch.__version__, "target": TARGET, "target_met": verdict,
               "results": results}
-    write_json(args.out, record)
+    atomic_write_json(args.out, record)
     print(f"wrote {args.out}")
     return record
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
 import platform
@@ -47,6 +46,7 @@ import torch.nn.functional as F
 
 from curvlab import curvature as cv
 from curvlab import models
+from curvlab.experiment import atomic_write_json
 from curvlab.sgn import SGN, sgn_reference_init
 
 BATCH = 1000
@@ -215,13 +215,6 @@ def bench_model(name: str, repeats: int, warmup: int, sgn_methods: list[str], cu
     return result
 
 
-def write_json(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repeats")
@@ -288,7 +281,7 @@ def main(argv=None) -> dict:
               "cpu": cpu_name(), "curvlinops": None if curvlinops_cls is None else "measured",
               "curvlinops_skip_reason": why, "targets": TARGETS, "results": results,
               "all_targets_met": all(all(r["targets"].values()) for r in results.values())}
-    write_json(args.out, record)
+    atomic_write_json(args.out, record)
     print(f"\nwrote {args.out}")
     return record
 
