@@ -1,0 +1,1482 @@
+# %% [markdown]
+# # 02 · SGN: the stochastic generalized Gauss-Newton method
+#
+# M. Gargiani, A. Zanelli, M. Diehl, F. Hutter. *On the Promise of the Stochastic Generalized
+# Gauss-Newton Method for Training DNNs.* arXiv 2006.02409 (2020). Reference code: `gmatilde/SGN`
+# (Theano).
+#
+# **The claim.** With large minibatches (1000 samples), a few conjugate-gradient (CG) iterations on the
+# Levenberg-Marquardt-damped Gauss-Newton system per minibatch give a method that needs far fewer
+# iterations than SGD and, thanks to cheap forward-mode curvature products, also less *time*; it needs
+# no step-size tuning (a trust-region rule adapts the damping, a line search is rarely active). The
+# evidence is a set of benchmarks (Boston housing, sine regression at two frequencies, an MNIST MLP, a
+# Fashion-MNIST LeNet, a CIFAR-10 CNN) where SGN(k), k = CG iterations, is compared with plain SGD over a
+# learning-rate grid, and a table of test accuracy after T seconds. One ordering the reference does not
+# point out: on Fashion-MNIST, SGD with learning rate 0.1 beats every SGN(k).
+#
+# This notebook derives the method and checks each identity numerically, explains the implementation
+# (`curvlab.SGN`), then re-runs every benchmark with the reference's architectures, initialisations and
+# preprocessing, overlays the reference's own per-epoch logs, and recomputes its table from them.
+#
+# **Scales.** At `SCALE = "ci"` every benchmark runs reduced (subsets, epoch budgets, fewer grid points,
+# one seed) on a 2-core CPU in a few minutes; the parameters cell lists every reduction. At
+# `SCALE = "paper"` the same code runs the reference's settings (batch sizes, budgets, grids, seeds 1–5).
+# Paper-scale records are kept under `results/paper/02_sgn/`; the ci-scale notebook renders those that
+# exist (figure ids ending in `_paper`, labelled with the hardware that produced them), so the committed
+# notebook shows both. The CIFAR-10 CNN runs on the labelled stand-in `fashion_mnist_32`
+# (Fashion-MNIST padded to 3×32×32 — its accuracies are *not* comparable with CIFAR-10's), 1 000 / 500
+# images, batch 250, SGD {0.01, 0.1, 1} for 14 epochs, SGN(3) for 2 epochs (8 iterations, all in the
+# 10-CG warm-up, so this is SGN(10)'s start as much as SGN(3)'s); read-outs as for Fashion-MNIST.
+
+# %% tags=["parameters"]
+SCALE = "ci"          # "ci" (2-core CPU, minutes) or "paper" (the reference's settings)
+SEED = 0              # ci runs use data-shuffling seed SEED + 1; paper scale uses seeds 1-5
+DEVICE = "auto"
+REFERENCE_DIR = "../../shared/reference/sgn"   # the reference's per-epoch logs (optional)
+BENCHMARKS = "all"    # or a list, e.g. ["boston", "sine_10", "sine_100", "mnist", "fashion", "cifar10"]
+SEEDS = None          # None: the scale's seeds; a list overrides them (e.g. fewer seeds on a CPU)
+
+# %%
+import json
+import math
+import os
+import time
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+import curvlab
+from curvlab import curvature, data, experiment, krylov, models, plotting, training
+from curvlab.sgn import SGN, sgn_reference_init, trust_region_update
+
+plotting.set_theme()
+NB, PAPER = "02_sgn", "sgn"
+ALL = ["boston", "sine_10", "sine_100", "mnist", "fashion", "cifar10"]
+
+
+def as_list(value):
+    """A list parameter, also when papermill passes it as text ('["boston"]' or 'boston,mnist')."""
+    if isinstance(value, str):
+        value = value.strip()
+        return json.loads(value) if value.startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)
+
+
+SELECTED = ALL if BENCHMARKS == "all" else as_list(BENCHMARKS)
+assert set(SELECTED) <= set(ALL), f"unknown benchmarks: {set(SELECTED) - set(ALL)}"
+CIFAR_DATA = "cifar10" if (SCALE == "paper" and data.available("cifar10")) else "fashion_mnist_32"
+
+# One intra-op thread for every run: the two cores are shared with other jobs, and with two threads on
+# an oversubscribed CPU the sub-millisecond operations of these small networks were measured to slow
+# down by up to 200x (the threads wait for each other), which would make every time axis meaningless.
+THREADS = 1
+torch.set_num_threads(THREADS)
+SGD_GRID = [1e-3, 1e-2, 0.1, 1.0]
+# Every size, budget, grid and seed list, per scale. Budgets: {"seconds": s} stops on the training clock
+# (which here includes the evaluation passes, as in the reference), {"epochs": e} after e epochs.
+SETTINGS = {
+    "paper": {                                                      # the reference's settings (spec §3.1)
+        "seeds": [1, 2, 3, 4, 5],
+        "boston":   dict(batch=101, sgd=SGD_GRID, sgn=[1, 2, 3, 5, 10, 20],
+                         sgd_budget={"seconds": 10}, sgn_budget={"seconds": 10}),
+        "sine_10":  dict(batch=1000, sgd=SGD_GRID, sgn=[2, 3, 5, 10, 20, 30, 40],
+                         sgd_budget={"seconds": 100}, sgn_budget={"seconds": 100}),
+        "sine_100": dict(batch=1000, sgd=SGD_GRID, sgn=[2, 3, 5, 10, 20, 30, 40],
+                         sgd_budget={"seconds": 100}, sgn_budget={"seconds": 100}),
+        "mnist":    dict(batch=1000, sgd=SGD_GRID + [10.0], sgn=[1, 2, 3, 5, 10], eval_every=50,
+                         sgd_budget={"epochs": 600}, sgn_budget={"epochs": 100}),
+        "fashion":  dict(batch=1000, sgd=SGD_GRID, sgn=[1, 2, 3, 5, 10], eval_every=50,
+                         sgd_budget={"epochs": 100}, sgn_budget={"epochs": 10}),
+        "cifar10":  dict(batch=1000, sgd=SGD_GRID, sgn=[1, 2, 3, 5, 10], eval_every=50,
+                         sgd_budget={"epochs": 100}, sgn_budget={"epochs": 10},
+                         longer={"lr": 0.1, "budget": {"epochs": 250}}),
+    },
+    "ci": {                                                         # reduced: every change is listed here
+        "seeds": [SEED + 1],
+        # full data and grids; 40 epochs instead of 10 s
+        "boston":   dict(batch=101, sgd=SGD_GRID, sgn=[1, 2, 3, 5, 10, 20],
+                         sgd_budget={"epochs": 40}, sgn_budget={"epochs": 40}),
+        # full data; 25 epochs instead of 100 s; SGN grid without 5 and 40
+        "sine_10":  dict(batch=1000, sgd=SGD_GRID, sgn=[2, 3, 10, 20, 30],
+                         sgd_budget={"epochs": 25}, sgn_budget={"epochs": 25}),
+        "sine_100": dict(batch=1000, sgd=SGD_GRID, sgn=[2, 3, 10, 20, 30],
+                         sgd_budget={"epochs": 25}, sgn_budget={"epochs": 25}),
+        # full data and grids; SGD 16 epochs (not 600), SGN 3 epochs (not 100)
+        "mnist":    dict(batch=1000, sgd=SGD_GRID + [10.0], sgn=[1, 2, 3, 5, 10], eval_every=50,
+                         sgd_budget={"epochs": 16}, sgn_budget={"epochs": 3}),
+        # 2 000 / 1 000 images, batch 250 (not 1000); SGD 20 epochs (not 100); SGN(3) only, 2 epochs (not 10)
+        "fashion":  dict(batch=250, sgd=SGD_GRID, sgn=[3], eval_every=50, n_train=2000,
+                         n_test=1000, sgd_budget={"epochs": 20}, sgn_budget={"epochs": 2}),
+        # stand-in, 1 000 / 500 images, batch 250; SGD 14 epochs without lr 1e-3; SGN(3) only, 2 epochs
+        "cifar10":  dict(batch=250, sgd=[1e-2, 0.1, 1.0], sgn=[3], eval_every=50, n_train=1000,
+                         n_test=500, sgd_budget={"epochs": 14}, sgn_budget={"epochs": 2}),
+    },
+}[SCALE]
+SEED_LIST = [int(s) for s in as_list(SEEDS)] if SEEDS not in (None, "None") else SETTINGS["seeds"]
+# the published SGN settings (spec §3): trust region and line search on, rho_0 = 1e-4, rho_min = 1e-6,
+# no momentum or preconditioner, CG tolerance 1e-6, the first 9 iterations with 10 CG iterations
+SGN_SETTINGS = dict(rho=1e-4, rho_min=1e-6, cg_warmup_iter=10, cg_warmup_steps=9, cg_tol=1e-6,
+                    trust_region=True, line_search=True, beta=0.0)
+REF = Path(REFERENCE_DIR)
+HAVE_REF = (REF / "results").is_dir()
+print(f"scale {SCALE}; benchmarks run here: {', '.join(SELECTED)}; seeds {SEED_LIST}")
+print(f"CIFAR-10 data: {CIFAR_DATA}" + (" (stand-in)" if CIFAR_DATA != "cifar10" else ""))
+print("reference logs:", "found" if HAVE_REF else "not found (overlays and the table check are skipped)")
+
+# %% [markdown]
+# ## 1. Derivation
+#
+# ### 1.1 Gauss-Newton and its generalisation
+#
+# On a minibatch of N samples the loss is $L(\theta) = \frac1N\sum_i \ell(f(x_i;\theta), y_i)$, with
+# $f$ the network's output (logits for classification, the raw output for regression). Let
+# $J = \partial f / \partial\theta$ be the Jacobian of the stacked outputs (N·C × P) and $H_L$ the
+# Hessian of the batch loss with respect to those outputs (N·C × N·C, block-diagonal; the 1/N sits
+# inside it). The chain rule gives the Hessian of L as
+#
+# $$\nabla^2 L = J^\top H_L J + \sum_{i,c} \frac{\partial L}{\partial f_{ic}}\, \nabla^2_\theta f_{ic}.$$
+#
+# Gauss-Newton drops the second term. For a squared error the dropped term is weighted by the residuals
+# and vanishes where the model fits the data; the **generalized** Gauss-Newton (GGN) matrix
+# $G = J^\top H_L J$ keeps the loss's curvature $H_L$ for any loss convex in the outputs (here
+# cross-entropy on the pre-softmax logits, and the reference's MSE without ½, for which
+# $H_L = \frac{2}{NC} I$).
+#
+# **Why G is PSD.** For cross-entropy the per-sample block is $H_i = (\operatorname{diag}(s_i) -
+# s_i s_i^\top)/N$ with $s_i$ the softmax, and $v^\top H_i v = \frac1N(\sum_c s_c v_c^2 - (\sum_c s_c
+# v_c)^2) = \frac1N\operatorname{Var}_{s}(v) \ge 0$; for MSE $H_L$ is a positive multiple of I. Hence
+# $u^\top G u = (Ju)^\top H_L (Ju) \ge 0$ for every $u$: the quadratic model built on G is convex even
+# where the true Hessian is not. Cutting the network at the logits (softmax inside the loss) is what
+# makes $H_L$ PSD.
+#
+# The checks below use float64 and a tiny sigmoid MLP (3-4-3, 31 parameters) on 6 samples: G assembled
+# from the explicit Jacobian and loss Hessian equals G assembled column by column from
+# `curvature.ggn_vector_product`; its eigenvalues are ≥ 0 while the Hessian's are not; and for MSE at
+# zero residual, G equals the full Hessian.
+
+# %%
+torch.manual_seed(0)
+tiny = models.mlp([3, 4, 3], "sigmoid").double()
+xs, ys_cls = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0, 2])
+ys_reg = torch.randn(6, 3, dtype=torch.float64)
+names = curvature.parameter_names(tiny)
+theta0 = tuple(p.detach().clone() for p in tiny.parameters())
+P = sum(t.numel() for t in theta0)
+
+
+def f_flat(flat):                                    # (P,) -> outputs (N, C)
+    return curvature.model_function(tiny, xs, names)(*curvature.unflatten_like(flat, theta0))
+
+
+flat0 = curvature.flatten(theta0)
+
+
+def dense_ggn_explicit(loss, targets):
+    J = torch.func.jacrev(f_flat)(flat0).reshape(-1, P)                        # (N C, P)
+    out = f_flat(flat0)
+    H_L = torch.func.hessian(lambda o: curvature.loss_function(loss)(o.reshape(out.shape), targets))(
+        out.reshape(-1))                                                         # (N C, N C)
+    return J.T @ H_L @ J
+
+
+def dense_from_products(product):
+    cols = [curvature.flatten(product(curvature.unflatten_like(e, theta0))) for e in torch.eye(P, dtype=torch.float64)]
+    return torch.stack(cols, 1)
+
+
+def dense_hessian(loss, targets):
+    return torch.func.hessian(lambda fl: curvature.loss_function(loss)(f_flat(fl), targets))(flat0)
+
+
+for loss, targets in [("cross_entropy", ys_cls), ("mse", ys_reg)]:
+    G_explicit = dense_ggn_explicit(loss, targets)
+    G_products = dense_from_products(lambda v: curvature.ggn_vector_product(tiny, loss, xs, targets, v))
+    eig_G = torch.linalg.eigvalsh(G_products)
+    eig_H = torch.linalg.eigvalsh(dense_hessian(loss, targets))
+    err = (G_explicit - G_products).abs().max() / G_explicit.abs().max()
+    print(f"{loss:14s} J^T H_L J vs ggn_vector_product: rel. error < 1e-12: {bool(err < 1e-12)};  "
+          f"G PSD (min eig >= -1e-12 max eig): {bool(eig_G.min() >= -1e-12 * eig_G.max())};  "
+          f"Hessian indefinite: {bool(eig_H.min() < -1e-8)}")
+
+# MSE at zero residual: the dropped term vanishes and G is the Hessian
+y_fit = f_flat(flat0).detach()
+gap = (dense_ggn_explicit("mse", y_fit) - dense_hessian("mse", y_fit)).abs().max()
+print(f"MSE, targets = outputs: G equals the Hessian: {bool(gap < 1e-12)}")
+print(f"MSE convention: H_L = 2/(N C) I: "
+      f"{bool(torch.allclose(curvature.loss_derivatives('mse', y_fit, ys_reg).hessian_product(torch.ones(6, 3, dtype=torch.float64)), torch.full((6, 3), 2 / 18, dtype=torch.float64)))}")
+
+# %% [markdown]
+# ### 1.2 Levenberg-Marquardt damping and the step
+#
+# SGN minimises the damped quadratic model of the minibatch loss,
+#
+# $$m(\Delta) = g^\top\Delta + \tfrac12\,\Delta^\top (G + \rho I)\,\Delta, \qquad
+#   (G + \rho I)\,\Delta = -g,$$
+#
+# and steps $\theta \leftarrow \theta + \alpha\Delta$. The damping ρ interpolates between two
+# methods: as ρ → ∞, $\rho\Delta \to -g$ (a gradient step of length 1/ρ); as ρ → 0 (on the range of
+# G) Δ is the Gauss-Newton step. It also makes the system positive definite (G alone is singular: P
+# parameters, at most N·C non-zero eigenvalues) and acts as a trust region: the step solves
+# $\min m_0(\Delta)$ subject to $\|\Delta\| \le r(\rho)$ with r decreasing in ρ.
+
+# %%
+g0 = curvature.flatten(curvature.GGNOperator(tiny, "mse", xs, ys_reg).gradient)
+G = dense_from_products(lambda v: curvature.ggn_vector_product(tiny, "mse", xs, ys_reg, v))
+I = torch.eye(P, dtype=torch.float64)
+for rho in (1e8, 1e-2, 1e-6):
+    d = torch.linalg.solve(G + rho * I, -g0)
+    cos = float(torch.dot(d, -g0) / (d.norm() * g0.norm()))
+    print(f"rho = {rho:7.0e}: |Delta| = {float(d.norm()):.2g}, cos(Delta, -g) = {cos:.2f}")
+big = torch.linalg.solve(G + 1e8 * I, -g0) * 1e8
+print("rho -> inf gives the gradient step -g/rho:", bool(torch.allclose(big, -g0, rtol=1e-6, atol=1e-12)))
+norms = [float(torch.linalg.solve(G + r * I, -g0).norm()) for r in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)]
+print("|Delta| decreases as rho grows (a trust region):", all(a > b for a, b in zip(norms, norms[1:])))
+
+# %% [markdown]
+# ### 1.3 Conjugate gradient on the damped system
+#
+# P is too large for a solve, so SGN runs k iterations of (preconditioned) CG from Δ₀ = 0, needing only
+# products $(G + \rho I)p$. CG from zero minimises the quadratic model over the growing Krylov spaces
+# $\mathcal K_j = \operatorname{span}\{g, Ag, \dots, A^{j-1}g\}$, so $m(\Delta_j)$ decreases
+# monotonically with j, $\Delta_1$ is the Cauchy (steepest-descent) point, and in exact arithmetic CG
+# reaches the solution after at most P iterations (at most the number of distinct eigenvalues). With
+# few iterations, SGN(k) is a truncated Newton method that stays in the low-curvature-aware subspace.
+# The reference stops at $\|r\|_\infty \le 10^{-6}$ or k iterations; k always binds in practice.
+
+# %%
+rho = 1e-3
+A = G + rho * I
+exact = torch.linalg.solve(A, -g0)
+sol, info = krylov.conjugate_gradient(lambda v: A @ v, -g0, max_iter=4 * P, tol=1e-14)
+print(f"CG ({info.iterations} iterations) equals the dense solve: "
+      f"{bool(torch.allclose(sol, exact, rtol=1e-8, atol=1e-10))}")
+model_vals = []
+for k in range(1, 8):
+    dk, _ = krylov.conjugate_gradient(lambda v: A @ v, -g0, max_iter=k, tol=0.0)
+    model_vals.append(float(g0 @ dk + 0.5 * dk @ A @ dk))
+print("quadratic model decreases with every CG iteration:", all(a > b for a, b in zip(model_vals, model_vals[1:])))
+cauchy = -(g0 @ g0) / (g0 @ A @ g0) * g0
+d1, _ = krylov.conjugate_gradient(lambda v: A @ v, -g0, max_iter=1, tol=0.0)
+print("one CG iteration is the Cauchy point:", bool(torch.allclose(d1, cauchy, rtol=1e-10)))
+
+# %% [markdown]
+# ### 1.4 The trust-region ratio
+#
+# After the trial step the loss is re-evaluated on the **same** minibatch, and the ratio of the actual
+# to the predicted change decides the next damping (the Levenberg-Marquardt rule, *Numerical
+# Optimization* Alg. 4.1, with the reference's constants):
+#
+# $$\text{ratio} = \frac{L(\theta + \Delta) - L(\theta)}{m(\Delta)}, \qquad
+#   \rho \leftarrow \begin{cases} 1.5\,\rho & \text{ratio} < 1/4 \\
+#   \max(\rho/1.5,\ \rho_{\min}) & \text{ratio} > 3/4 \\ \rho & \text{otherwise.}\end{cases}$$
+#
+# The step itself is never rejected; the new ρ applies from the next iteration. A backtracking Armijo
+# line search (halving α at most 10 times) guards the step. When the quadratic model is exact (a
+# linear model with squared loss: then $G$ is the Hessian), the ratio is 1 up to the damping term and ρ
+# shrinks; when the step overshoots, the ratio drops and ρ grows.
+
+# %%
+print("ratio 0.1 -> rho x 1.5:", math.isclose(trust_region_update(1e-4, 0.1, 1e-6), 1.5e-4),
+      "| ratio 0.5 -> unchanged:", trust_region_update(1e-4, 0.5, 1e-6) == 1e-4,
+      "| ratio 0.9 -> rho / 1.5:", math.isclose(trust_region_update(1e-4, 0.9, 1e-6), 1e-4 / 1.5),
+      "| floor:", trust_region_update(1.2e-6, 0.9, 1e-6) == 1e-6)
+# a linear least-squares problem: the quadratic model is exact, one SGN step with tiny damping solves it
+torch.manual_seed(1)
+lin = torch.nn.Linear(5, 1).double()
+xl = torch.randn(64, 5, dtype=torch.float64)
+yl = xl @ torch.randn(5, 1, dtype=torch.float64) + 0.3
+opt = SGN(lin, "mse", rho=1e-8, rho_min=1e-10, cg_max_iter=6, cg_warmup_steps=0)
+st = opt.step(xl, yl)
+print(f"linear least squares, one step: loss {st.loss:.2g} -> {st.new_loss:.1g}; trust ratio {st.trust_ratio:.3f}; "
+      f"rho decreased: {st.next_rho < st.rho}; alpha {st.alpha:g}")
+
+# %% [markdown]
+# ### 1.5 Why forward mode makes the product cheap
+#
+# $Gv = J^\top (H_L (Jv))$ is computed without forming J: a forward-mode Jacobian-vector product gives
+# $Jv$ (one pass, like the forward pass, carrying a tangent), the closed-form $H_L$ maps it to
+# $w$ (O(N·C)), and one reverse-mode pass gives $J^\top w$. The cost is a small multiple of one
+# gradient, independent of P. Reverse mode alone needs a double-backward trick for Jv; building $J$
+# explicitly costs N·C backward passes. Below: Jv from forward mode equals the explicit Jacobian times
+# v, and (timing, varies by machine) one product on the MNIST MLP at batch 1000 costs about one gradient.
+
+# %%
+v = torch.randn(P, dtype=torch.float64)
+op = curvature.GGNOperator(tiny, "cross_entropy", xs, ys_cls, method="jvp")
+jv_fwd = op.jacobian_vector_product(curvature.unflatten_like(v, theta0))
+jv_explicit = (torch.func.jacrev(f_flat)(flat0).reshape(-1, P) @ v).reshape(6, 3)
+print("forward-mode Jv equals the explicit J v:", bool(torch.allclose(jv_fwd, jv_explicit, atol=1e-13)))
+for method in curvature.METHODS:
+    Gv = curvature.ggn_vector_product(tiny, "cross_entropy", xs, ys_cls, curvature.unflatten_like(v, theta0),
+                                      method=method)
+    print(f"  method {method:15s} G v equals the dense G v:",
+          bool(torch.allclose(curvature.flatten(Gv), dense_ggn_explicit("cross_entropy", ys_cls) @ v, atol=1e-13)))
+
+
+# %% tags=["nbval-ignore-output"]
+def median_time(fn, repeats=15):
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+mnist_x = data.load("mnist", "train").x[:1000].float().div(255).reshape(1000, -1)
+mnist_y = data.load("mnist", "train").y[:1000]
+mlp = sgn_reference_init(models.mlp([784, 20, 20, 20, 10], "sigmoid"))
+
+
+def gradient_pass():
+    mlp.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(mlp(mnist_x), mnist_y).backward()
+
+
+op_mnist = curvature.GGNOperator(mlp, "cross_entropy", mnist_x, mnist_y)
+vec = [torch.randn_like(p) for p in mlp.parameters()]
+t_grad, t_prod = median_time(gradient_pass), median_time(lambda: op_mnist(vec))
+print(f"MNIST MLP, batch 1000: gradient {1e3 * t_grad:.2f} ms, GGN-vector product (linearisation reused) "
+      f"{1e3 * t_prod:.2f} ms = {t_prod / t_grad:.2f} gradients (shared CPU: noisy)")
+
+# %% [markdown]
+# ## 2. The implementation, explained
+#
+# * **`curvlab.curvature.GGNOperator(model, loss, inputs, targets)`** linearises the network once per
+#   SGN iteration: one forward pass gives the outputs, the loss and (on request) the gradient
+#   $g = J^\top \partial L/\partial f$; each call `op(v)` then costs one tangent pass (Jv) and one
+#   backward pass (Jᵀw). The default `method="traced"` traces the forward-mode pass once per model and
+#   input shape (`make_fx`) and keeps only the part linear in the tangent, so a product does not re-run
+#   the primal network; `"jvp"` uses `torch.func.jvp` per product. `curvature.loss_derivatives` holds
+#   the closed-form $H_L$ for cross-entropy and the MSE conventions.
+# * **`curvlab.krylov.conjugate_gradient(matvec, rhs, max_iter, tol, preconditioner)`** is textbook
+#   preconditioned CG on flat vectors; it returns the final residual, which SGN reuses to evaluate
+#   $\Delta^\top(G+\rho I)\Delta$ without an extra product.
+# * **`curvlab.SGN(model, loss, ...)`** is the optimizer. `step(inputs, targets)` runs: gradient (and
+#   optional momentum) → CG on $(G + \rho I)\Delta = -g$ with k iterations (10 during the first 9
+#   steps: the reference's `MIN_CG_ITERS`/`K_CG` warm-up) → trial loss on the same minibatch →
+#   trust-region update of ρ → Armijo backtracking on α → update; it returns `SGNStats` (loss, ρ, α,
+#   CG iterations, trust ratio, backtracks). Deviations from the reference are options, not silent
+#   changes: the textbook Armijo rule by default (`line_search_rule="reference"` keeps the reference's
+#   fixed right-hand side), non-finite trial points are rejected instead of raising.
+# * **`curvlab.sgn.sgn_reference_init`** reproduces the reference's initialisation: N(0, 1) weights for
+#   the sigmoid MLPs (under a fixed seed, so every run starts from the same weights; `--seed` only
+#   changes the shuffling), Glorot-like uniform bounds under `RandomState(1)` for the CNNs, with the FC
+#   bound using the network's output size.
+#
+# One SGN(3) iteration on a real MNIST batch (after the 10-CG warm-up is switched off):
+
+# %%
+mlp_demo = sgn_reference_init(models.mlp([784, 20, 20, 20, 10], "sigmoid"))
+demo = SGN(mlp_demo, "cross_entropy", cg_max_iter=3, cg_warmup_steps=0)
+for _ in range(3):
+    s = demo.step(mnist_x, mnist_y)
+    print(f"step {s.step}: loss {s.loss:.2g} -> {s.new_loss:.2g}; CG iterations {s.cg_iterations}; "
+          f"rho {s.rho:.1e} -> {s.next_rho:.1e}; alpha {s.alpha:g}; backtracks {s.backtracks}")
+
+
+# %% [markdown]
+# ## 3. The benchmarks: setup
+#
+# | benchmark | data / preprocessing (reference quirks kept) | model | batch | loss |
+# |---|---|---|---|---|
+# | Boston housing | real, 404 / 102; X divided by its max, **each split by its own max**; y divided by its max | MLP 13-100-100-1 sigmoid, N(0,1) init | 101 | MSE (no ½) |
+# | sine f = 10, 100 | generated, x ~ U(−1, 1), y = sin(f x) + N(0, 0.01²), 10 000 points, **first 30 % test** | MLP 1-20-20-20-1 sigmoid, N(0,1) init | 1000 | MSE (no ½) |
+# | MNIST | real, pixels / 255, flattened | MLP 784-20-20-20-10 sigmoid, N(0,1) init (784-10-10-10 for SGN(1), SGN(2), as the reference ran them) | 1000 | CE |
+# | Fashion-MNIST | real, **per-image, per-channel standardisation** | LeNet `models.sgn_arch_1` (44 426) | 1000 | CE |
+# | CIFAR-10 | stand-in `fashion_mnist_32` unless CIFAR-10 is installed; per-image standardisation | `models.sgn_arch_4` (122 570) | 1000 | CE |
+#
+# SGD is plain (no momentum, constant learning rate). Each run goes through `curvlab.experiment.run`
+# (cached, seeded records) and `curvlab.training.fit`; the per-epoch training loss is the mean of the
+# epoch's minibatch losses (the reference's `avg_loss`). **Timing includes evaluation** (the reference
+# timed its test passes, every 50 iterations and at each epoch end for classification, each epoch end
+# for regression): `time_evaluation=True`. The one-off trace of the curvature product (the analogue of
+# Theano's graph compilation) is done before the clock starts. The clock counts the optimizer steps and
+# the evaluations, not the loop's own batching overhead; for the sub-millisecond steps of Boston and sine
+# that overhead is a sizeable share of the wall time (printed below per benchmark), and it favours the
+# method with more, cheaper steps (SGD) when budgets are in seconds. Per-step ρ and α are recorded (at most
+# 2 000 evenly spaced steps per run; long runs keep at most 1 000 evaluations, epoch ends first).
+
+# %%
+def standardize_images(x):
+    """Per-image, per-channel standardisation (the reference's normalize_meanstd): (N, C, H, W) float."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True, unbiased=False).clamp_min(1e-8)
+    return (x - mean) / std
+
+
+@lru_cache(maxsize=None)
+def prepared(bench, dataset, n_train=None, n_test=None):
+    """(x_train, y_train, x_test, y_test) with the reference's preprocessing."""
+    if bench == "boston":
+        tr, te = data.load("boston", "train"), data.load("boston", "test")
+        out = [tr.x / tr.x.max(), tr.y / tr.y.max(), te.x / te.x.max(), te.y / te.y.max()]
+    elif bench.startswith("sine"):
+        f = float(bench.split("_")[1])
+        tr, te = data.load("sine", "train", frequency=f), data.load("sine", "test", frequency=f)
+        out = [tr.x, tr.y, te.x, te.y]
+    else:
+        tr, te = data.load(dataset, "train"), data.load(dataset, "test")
+        xtr, xte = tr.x[:n_train].float(), te.x[:n_test].float()
+        if bench == "mnist":
+            xtr, xte = xtr.reshape(len(xtr), -1) / 255, xte.reshape(len(xte), -1) / 255
+        else:
+            if xtr.ndim == 3:
+                xtr, xte = xtr[:, None], xte[:, None]
+            xtr, xte = standardize_images(xtr), standardize_images(xte)
+        out = [xtr, tr.y[:n_train], xte, te.y[:n_test]]
+    return tuple(t.contiguous() for t in out)
+
+
+def build_model(cfg):
+    b = cfg["benchmark"]
+    if b == "boston":
+        net = models.mlp([13, 100, 100, 1], "sigmoid", flatten=False)
+    elif b.startswith("sine"):
+        net = models.mlp([1, 20, 20, 20, 1], "sigmoid", flatten=False)
+    elif b == "mnist":
+        net = models.mlp([784, *cfg["hidden"], 10], "sigmoid", flatten=False)
+    elif b == "fashion":
+        net = models.sgn_arch_1((1, 28, 28))
+    else:
+        net = models.sgn_arch_4((3, 32, 32))
+    return sgn_reference_init(net)
+
+
+def cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def thin(values, limit):
+    """Evenly spaced indices (first and last kept) when a list is longer than limit."""
+    n = len(values)
+    return list(range(n)) if n <= limit else sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
+
+
+def train(cfg, ctx):
+    """One SGD or SGN run of one benchmark; returns the training.fit result plus the rho/alpha traces."""
+    torch.set_num_threads(cfg["threads"])      # recorded in the record's environment
+    xtr, ytr, xte, yte = prepared(cfg["benchmark"], cfg["dataset"], cfg.get("n_train"), cfg.get("n_test"))
+    xtr, ytr, xte, yte = (t.to(ctx.device) for t in (xtr, ytr, xte, yte))
+    model = build_model(cfg).to(ctx.device)
+    regression = cfg["loss"] == "mse"
+    loss_fn = curvature.loss_function(cfg["loss"])
+    trace = {"sgn_step": [], "sgn_rho": [], "sgn_alpha": [], "sgn_backtracks": []}
+    if cfg["method"] == "SGD":
+        sgd = torch.optim.SGD(model.parameters(), lr=cfg["lr"])
+
+        def step(x, y):
+            sgd.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            sgd.step()
+            return loss.item()
+    else:
+        opt = SGN(model, cfg["loss"], cg_max_iter=cfg["cg"], **SGN_SETTINGS)
+        b = cfg["batch"]                      # trace the curvature product once, before the clock starts
+        curvature.GGNOperator(model, cfg["loss"], xtr[:b], ytr[:b])([torch.zeros_like(p) for p in model.parameters()])
+
+        def step(x, y):
+            s = opt.step(x, y)
+            for k, v in (("sgn_step", s.step), ("sgn_rho", s.rho), ("sgn_alpha", s.alpha),
+                         ("sgn_backtracks", s.backtracks)):
+                trace[k].append(v)
+            return s.loss
+
+    def evaluate():
+        if regression:
+            return training.evaluate_regression(model, xte, yte)
+        return training.evaluate_classifier(model, xte, yte)
+
+    steps_per_epoch = math.ceil(len(xtr) / cfg["batch"])
+    total = (ctx.budget.epochs or 0) * steps_per_epoch or None
+    with ctx.progress(total=total) as bar:
+        out = training.fit(step, xtr, ytr, batch_size=cfg["batch"], budget=ctx.budget, generator=ctx.generator,
+                           evaluate=evaluate, eval_every_steps=cfg.get("eval_every"), time_evaluation=True,
+                           progress=bar)
+    met = out["metrics"]
+    if len(met["epoch"]) > 1000:                 # keep epoch ends first (the read-out rules use them)
+        ends = [i for i, e in enumerate(met["epoch"]) if e == round(e)]
+        ends = ends if len(ends) > 1 else list(range(len(met["epoch"])))
+        keep = sorted({ends[i] for i in thin(ends, 1000)} | {len(met["epoch"]) - 1})
+    else:
+        keep = list(range(len(met["epoch"])))
+    if len(keep) < len(met["epoch"]):
+        for k in list(met):
+            met[k] = [met[k][i] for i in keep]
+    keep = thin(trace["sgn_step"], 2000)
+    met.update({k: [v[i] for i in keep] for k, v in trace.items()})
+    if trace["sgn_step"]:
+        out["summary"].update(mean_alpha=float(np.mean(trace["sgn_alpha"])),
+                              backtracked=float(np.mean(np.array(trace["sgn_backtracks"]) > 0)),
+                              final_rho=trace["sgn_rho"][-1], max_rho=float(max(trace["sgn_rho"])))
+    out["summary"]["cpu"] = cpu_name()
+    return out
+
+
+def configs(bench, seeds):
+    s = SETTINGS[bench]
+    dataset = {"boston": "boston", "mnist": "mnist", "fashion": "fashion_mnist", "cifar10": CIFAR_DATA}.get(bench, "sine")
+    base = {"benchmark": bench, "dataset": dataset, "batch": s["batch"], "threads": THREADS, "loss": "mse" if bench in ("boston", "sine_10", "sine_100") else "cross_entropy"}
+    for key in ("n_train", "n_test", "eval_every"):
+        if key in s:
+            base[key] = s[key]
+    if bench.startswith("sine"):
+        base["frequency"] = float(bench.split("_")[1])
+    if bench == "mnist":
+        base["hidden"] = [20, 20, 20]
+    out = []
+    for seed in seeds:
+        for lr in s["sgd"]:
+            out.append({**base, "name": f"{bench}_SGD_{lr:g}_s{seed}", "method": "SGD", "lr": lr,
+                        "seed": seed, "budget": s["sgd_budget"]})
+        for k in s["sgn"]:
+            cfg = {**base, "name": f"{bench}_SGN_{k}_s{seed}", "method": "SGN", "cg": k, "seed": seed,
+                   "budget": s["sgn_budget"]}
+            if bench == "mnist":
+                cfg["hidden"] = [10, 10, 10] if k <= 2 else [20, 20, 20]
+            out.append(cfg)
+        if "longer" in s:
+            lg = s["longer"]
+            out.append({**base, "name": f"{bench}_SGD_{lg['lr']:g}_longer_s{seed}", "method": "SGD",
+                        "lr": lg["lr"], "seed": seed, "budget": lg["budget"], "longer": True})
+    return out
+
+
+def run_benchmark(bench):
+    records = []
+    for cfg in configs(bench, SEED_LIST):
+        records.append(experiment.run(train, cfg, notebook=NB, scale=SCALE, name=cfg["name"], device=DEVICE))
+    return records
+
+
+def stored(bench, scale):
+    return [r for r in experiment.load_records(NB, scale) if r["config"].get("benchmark") == bench]
+
+
+# %% [markdown]
+# Reading records and the reference's logs into one long table (one row per evaluation); plots average
+# the seeds epoch by epoch and place epoch e at e × (mean time per epoch), as the reference's notebook
+# does.
+
+# %%
+TEST_METRIC = {b: ("test_loss" if b in ("boston", "sine_10", "sine_100") else "test_accuracy") for b in ALL}
+
+
+def label_of(method, value, longer=False):
+    return f"SGD({value:g})" + (" longer" if longer else "") if method == "SGD" else f"SGN({int(value)})"
+
+
+def records_frame(records):
+    rows = []
+    for r in records:
+        c, m = r["config"], r["metrics"]
+        lab = label_of(c["method"], c.get("lr") if c["method"] == "SGD" else c["cg"], c.get("longer", False))
+        for i in range(len(m["epoch"])):
+            rows.append({"config": lab, "method": c["method"], "seed": c["seed"], "epoch": m["epoch"][i],
+                         "time": m["time"][i], "train_loss": m["train_loss"][i],
+                         "test_loss": m.get("test_loss", [np.nan] * (i + 1))[i],
+                         "test_accuracy": m.get("test_accuracy", [np.nan] * (i + 1))[i],
+                         "status": r["status"]})
+    return pd.DataFrame(rows)
+
+
+def reference_frame(bench):
+    """The reference's per-epoch logs for one benchmark (epoch e, time e * tot_time / n_epochs)."""
+    rows = []
+    for folder in sorted((REF / "results" / bench).glob("res_*")):
+        parts = folder.name.split("_")                 # res, SOLVER, value, seed[, longer]
+        method, value, seed, longer = parts[1], float(parts[2]), int(parts[3]), parts[-1] == "longer"
+        res = json.loads((folder / "results.json").read_text())
+        n = len(res["avg_loss"])
+        test_key = "test_acc" if "test_acc" in res else "test_loss"
+        for e in range(n):
+            rows.append({"config": label_of(method, value, longer), "method": method, "seed": seed,
+                         "epoch": e + 1, "time": (e + 1) * res["tot_time"] / n, "train_loss": res["avg_loss"][e],
+                         "test_loss": res[test_key][e] if test_key == "test_loss" else np.nan,
+                         "test_accuracy": res[test_key][e] if test_key == "test_acc" else np.nan,
+                         "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+def epoch_ends(df):
+    """Rows at epoch ends, plus the last row of a run that diverged mid-epoch."""
+    last = df.index.isin(df.groupby(["config", "seed"]).tail(1).index)
+    keep = ((df["epoch"] == df["epoch"].round()) | (last & (df["status"] == "diverged"))) & (df["epoch"] > 0)
+    return df[keep]
+
+
+def time_per_epoch(df):
+    """Per config: the mean over seeds of (clock at the last evaluation) / (epochs at that point)."""
+    rows = df[df["epoch"] > 0]
+    last = rows.groupby(["config", "seed"]).tail(1)
+    return (last["time"] / last["epoch"]).groupby(last["config"]).mean()
+
+
+def epoch_means(df):
+    """Seed-mean per (config, epoch end); time = epoch x mean time per epoch over seeds."""
+    ends = epoch_ends(df).copy()
+    per_epoch = time_per_epoch(df)
+    num = ["train_loss", "test_loss", "test_accuracy"]
+    parts = []
+    for lab, g in ends.groupby("config", sort=False):
+        seeds = [h.sort_values("epoch") for _, h in g.groupby("seed")]
+        if len(seeds) == 1 or all(len(h) == len(seeds[0]) and (h["epoch"].values == seeds[0]["epoch"].values).all()
+                                  for h in seeds):
+            parts.append(g.groupby("epoch")[num].mean().reset_index().assign(config=lab))
+            continue
+        # long runs were thinned at different epochs per seed: interpolate each seed onto one grid
+        # (within its own range) before averaging, as the reference averages seeds epoch by epoch
+        grid = np.unique(np.concatenate([h["epoch"].values for h in seeds]))
+        if len(grid) > 1500:
+            grid = np.unique(np.round(np.linspace(grid[0], grid[-1], 1500)))
+        vals = {c: [] for c in num}
+        for h in seeds:
+            for c in num:
+                ok = np.isfinite(h[c].values)
+                v = np.interp(grid, h["epoch"].values[ok], h[c].values[ok]) if ok.sum() > 1 else np.full(len(grid), np.nan)
+                v[(grid < h["epoch"].min()) | (grid > h["epoch"].max())] = np.nan
+                vals[c].append(v)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)      # all-NaN columns stay NaN
+            parts.append(pd.DataFrame({"config": lab, "epoch": grid,
+                                       **{c: np.nanmean(np.vstack(vals[c]), axis=0) for c in num}}))
+    mean = pd.concat(parts, ignore_index=True)[["config", "epoch", *num]]
+    mean["time"] = mean["epoch"] * mean["config"].map(per_epoch)
+    start = df[df["epoch"] == 0].groupby("config", sort=False)[num].mean().reset_index()
+    start["epoch"], start["time"] = 0.0, 0.0
+    out = pd.concat([start, mean], ignore_index=True).sort_values(["config", "epoch"], kind="stable")
+    status = df.groupby("config")["status"].agg(lambda s: "diverged" if (s == "diverged").any() else "ok")
+    out["status"] = out["config"].map(status)
+    return out.reset_index(drop=True)
+
+
+def config_order(labels):
+    def key(lab):
+        if lab.startswith("SGD"):
+            return (0, float(lab[4:].split(")")[0]), "longer" in lab)
+        return (1, float(lab[4:-1]), False)
+    return sorted(set(labels), key=key)
+
+
+def untimed(line):
+    """A save_figure summary without its clock-dependent columns (those vary from run to run)."""
+    return "; ".join(p for p in line.split("; ") if not p.startswith("time"))
+
+
+def loss_ceiling(mean, y):
+    """Upper y-limit for loss panels: 30x the largest loss of the non-diverged runs in their first two
+    epochs, so that blow-ups (drawn up to the limit, diverged runs marked) do not flatten the rest."""
+    ok = mean[(mean["status"] == "ok") & (mean["epoch"] <= 2)][y]
+    ok = ok[np.isfinite(ok)]
+    return 30 * float(ok.max()) if len(ok) else None
+
+
+def draw(df, bench, title, fig_id, x_units=("time", "epoch")):
+    """2 x 2 panels: train loss and the test metric against seconds and epochs; solid SGD, dashed SGN."""
+    metric = TEST_METRIC[bench]
+    mean = epoch_means(df)
+    order = config_order(mean["config"])
+    colors = {lab: f"C{i % 10}" for i, lab in enumerate(order)}
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    for row, x in enumerate(x_units):
+        for col, y in enumerate(["train_loss", metric]):
+            ax = axes[row, col]
+            for lab in order:
+                g = mean[mean["config"] == lab].dropna(subset=[y])
+                g = g[np.isfinite(g[y]) & (g[y].abs() < 1e12)]       # blow-ups beyond 1e12 are not drawn
+                diverged = g["status"].iloc[0] == "diverged" if len(g) else True
+                ls = "-" if lab.startswith("SGD") else "--"
+                if len(g):
+                    ax.plot(g[x], g[y], ls, color=colors[lab], lw=1.4,
+                            label=lab + (" (diverged)" if diverged else ""))
+                    if diverged:
+                        ax.plot(g[x].iloc[-1], g[y].iloc[-1], "x", color=colors[lab], ms=8)
+            ax.set_xlabel("seconds (training + evaluation)" if x == "time" else "epochs")
+            ax.set_ylabel({"train_loss": "train loss", "test_loss": "test loss (MSE)",
+                           "test_accuracy": "test accuracy"}[y])
+            if y != "test_accuracy":
+                ax.set_yscale("log")
+                ax.set_ylim(top=loss_ceiling(mean, y))
+    axes[0, 1].legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = mean.copy()
+    out.insert(0, "benchmark", bench)
+    print(untimed(plotting.save_figure(fig, PAPER, fig_id, out)))
+    plt.show()
+    plt.close(fig)
+    return mean
+
+
+def hardware(records):
+    env = records[0]["environment"]
+    cpu = records[0]["summary"].get("cpu") or env.get("device_name")
+    return f"{env['device']} {cpu}, {env['threads']} threads, torch {env['torch']}"
+
+
+def seeds_of(records):
+    return sorted({r["config"]["seed"] for r in records})
+
+
+# %% [markdown]
+# Read-out rules for "after T seconds". **Reference rule** (its notebook; spec §5 i): the mean time per
+# epoch over seeds, $\bar t$, gives the epoch index $e = \lfloor T/\bar t\rfloor$, and the cell is the
+# seed-mean test value after epoch e (so a constant time per epoch is assumed). **True wall-clock**:
+# per seed, the last evaluation whose clock is ≤ T, then the seed mean. A run that finished its epoch
+# budget before T is read at its end (column "ended before T"); a diverged run that stopped before T
+# shows "–".
+
+# %%
+def read_reference_rule(df, T, metric):
+    out = {}
+    per_epoch = time_per_epoch(df)
+    for lab, g in df.groupby("config"):
+        if lab not in per_epoch.index or not per_epoch[lab] > 0:
+            out[lab] = (np.nan, 0, False)
+            continue
+        e = int(math.floor(T / per_epoch[lab]))
+        last = int(math.floor(g["epoch"].max()))
+        if e > last and (g["status"] == "ok").all():         # budget done before T: read at its end
+            out[lab] = (float(g[g["epoch"] == last][metric].mean()), last, True)
+            continue
+        at = g[g["epoch"] == e]
+        out[lab] = (np.nan, e, False) if at.empty else (float(at[metric].mean()), e, False)
+    return out
+
+
+def read_wall_clock(df, T, metric):
+    out = {}
+    for lab, g in df.groupby("config"):
+        vals = []
+        for _, s in g.groupby("seed"):
+            s = s.dropna(subset=[metric])
+            before = s[s["time"] <= T]
+            vals.append(float(before[metric].iloc[-1]) if len(before) else np.nan)
+        out[lab] = float(np.mean(vals)) if vals else np.nan
+    return out
+
+
+PAPER_READ_OUT = {"mnist": [25, 100], "fashion": [50, 150], "cifar10": [650, 2000]}
+
+
+def read_out_times(df, bench, tag):
+    """The reference's T at paper scale; at ci scale half and all of the SGN(3) run's clock (the SGD
+    budgets are set to outlast it), since the reduced runs last seconds, not minutes."""
+    if tag == "paper":
+        return PAPER_READ_OUT[bench]
+    end = float(df[df["config"] == "SGN(3)"].groupby("seed")["time"].max().mean())
+    return [math.ceil(50 * end) / 100, math.ceil(100 * end) / 100]     # rounded up: epoch 1, end
+
+
+def after_T_table(df, bench, times, scale_label):
+    metric = TEST_METRIC[bench]
+    rows = []
+    for T in times:
+        ref, wall = read_reference_rule(df, T, metric), read_wall_clock(df, T, metric)
+        for lab in config_order(df["config"]):
+            v, e, ended = ref[lab]
+            rows.append({"benchmark": bench, "scale": scale_label, "T (s)": T, "config": lab,
+                         "reference rule": v, "epoch (rule)": e, "true wall-clock": wall[lab],
+                         "ended before T": ended})
+    return pd.DataFrame(rows)
+
+
+# %% [markdown]
+# ### The reference's logs: recomputing its table
+#
+# The reference's README table (spec §3.3) is recomputed from its own per-epoch logs with the rule above;
+# a cell matches when it is within 0.1 point of the printed number. This validates the read-out rule
+# that the tables below apply to our runs. (The spec notes one known mismatch: CIFAR-10 SGD(0.01) at
+# 650 s.)
+
+# %%
+README_TABLE = {   # spec §3.3: test accuracy (%) after T seconds, as printed in the reference README
+    ("mnist", 25): {"SGD(0.001)": 17.2, "SGD(0.01)": 35.3, "SGD(0.1)": 71.9, "SGD(1)": 89.8, "SGD(10)": 11.6,
+                    "SGN(3)": 92.9, "SGN(5)": 92.8, "SGN(10)": 91.6},
+    ("mnist", 100): {"SGD(0.001)": 25.4, "SGD(0.01)": 58.2, "SGD(0.1)": 85.5, "SGD(1)": 93.0, "SGD(10)": 93.0,
+                     "SGN(3)": 94.0, "SGN(5)": 93.7, "SGN(10)": 91.5},
+    ("fashion", 50): {"SGD(0.001)": 63.1, "SGD(0.01)": 82.3, "SGD(0.1)": 86.7, "SGN(2)": 84.5, "SGN(3)": 85.2,
+                      "SGN(5)": 85.6, "SGN(10)": 85.4},
+    ("fashion", 150): {"SGD(0.001)": 76.5, "SGD(0.01)": 85.5, "SGD(0.1)": 88.5, "SGN(2)": 86.2, "SGN(3)": 87.2,
+                       "SGN(5)": 87.8, "SGN(10)": 86.0},
+    ("cifar10", 650): {"SGD(0.001)": 10.0, "SGD(0.01)": 19.0, "SGD(0.1)": 63.1, "SGN(2)": 44.9, "SGN(3)": 49.3,
+                       "SGN(5)": 56.9, "SGN(10)": 64.7},
+    ("cifar10", 2000): {"SGD(0.1) longer": 60.9, "SGN(10)": 71.0},
+}
+REF_FRAMES = {}
+if HAVE_REF:
+    REF_FRAMES = {b: reference_frame(b) for b in ALL}
+    rows = []
+    for (bench, T), cells in README_TABLE.items():
+        ours = read_reference_rule(REF_FRAMES[bench], T, "test_accuracy")
+        for lab, printed in cells.items():
+            value, e, _ = ours[lab]
+            rows.append({"benchmark": bench, "T (s)": T, "config": lab, "README": printed,
+                         "recomputed": round(100 * value, 1), "epoch": e,
+                         "match ±0.1": bool(abs(100 * value - printed) <= 0.1 + 1e-9)})
+    readme_check = pd.DataFrame(rows)
+    print(plotting.save_table(readme_check, PAPER, "reference_table_recomputed", float_format="%.1f"))
+    bad = readme_check[~readme_check["match ±0.1"]]
+    print(f"\n{int(readme_check['match ±0.1'].sum())} of {len(readme_check)} README cells recomputed within ±0.1; "
+          f"mismatches: {', '.join(f'{r.benchmark} {r.config} @ {r._2} s' for r in bad.itertuples()) or 'none'}")
+else:
+    print("reference logs not found at", REFERENCE_DIR, "- the README table check is skipped")
+
+
+# %%
+def reference_sgd_epoch_time(bench):
+    """Mean time per SGD epoch in the reference's logs (all learning rates, seeds; 'longer' runs excluded)."""
+    if bench not in REF_FRAMES:
+        return np.nan
+    ends = REF_FRAMES[bench]
+    ends = ends[(ends["method"] == "SGD") & ~ends["config"].str.contains("longer")]
+    return float(ends.groupby(["config", "seed"])["time"].max().div(ends.groupby(["config", "seed"])["epoch"].max()).mean())
+
+
+def our_sgd_epoch_time(df):
+    ends = df[(df["method"] == "SGD") & (df["epoch"] > 0) & (df["status"] == "ok") & ~df["config"].str.contains("longer")]
+    return float(ends.groupby(["config", "seed"])["time"].max().div(ends.groupby(["config", "seed"])["epoch"].max()).mean())
+
+
+def overlay(df, bench, title, fig_id):
+    """Our curves with the reference's, time in units of each side's own SGD epoch time."""
+    if bench not in REF_FRAMES:
+        print(f"{bench}: reference logs not found - overlay skipped")
+        return
+    metric = TEST_METRIC[bench]
+    ours, ref = epoch_means(df), epoch_means(REF_FRAMES[bench])
+    t_ours, t_ref = our_sgd_epoch_time(df), reference_sgd_epoch_time(bench)
+    ours["time_in_sgd_epochs"], ref["time_in_sgd_epochs"] = ours["time"] / t_ours, ref["time"] / t_ref
+    order = config_order(list(ours["config"]) + list(ref["config"]))
+    colors = {lab: f"C{i % 10}" for i, lab in enumerate(order)}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, y in zip(axes, ["train_loss", metric]):
+        for src, frame, kw in (("reference", ref, dict(lw=4, alpha=0.25)), ("ours", ours, dict(lw=1.3))):
+            for lab in order:
+                g = frame[frame["config"] == lab].dropna(subset=[y])
+                g = g[np.isfinite(g[y]) & (g[y].abs() < 1e12) & (g["time_in_sgd_epochs"] > 0)]
+                if len(g):
+                    ax.plot(g["time_in_sgd_epochs"], g[y], "-" if lab.startswith("SGD") else "--", color=colors[lab],
+                            label=lab if src == "ours" else None, **kw)
+        ax.set_xscale("log")
+        if y != "test_accuracy":
+            ax.set_yscale("log")
+            ax.set_ylim(top=loss_ceiling(ours, y))
+        ax.set_xlabel("time / own SGD epoch time")
+        ax.set_ylabel(y.replace("_", " "))
+    axes[1].legend(fontsize=7, ncol=2, title="thin: ours; wide, pale: reference", title_fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    both = pd.concat([ours.assign(source="ours"), ref.assign(source="reference")], ignore_index=True)
+    both.insert(0, "benchmark", bench)
+    print(untimed(plotting.save_figure(fig, PAPER, fig_id, both)))
+    plt.show()
+    plt.close(fig)
+
+
+# %% [markdown]
+# Each benchmark section below runs (if selected) or loads its records at this notebook's scale, then
+# renders the paper-scale records if they exist. `SUMMARY` collects the numbers the scorecard uses.
+
+# %%
+SUMMARY = {}
+
+
+def scale_records(bench):
+    """Records at this notebook's scale (run now if selected) and the stored paper-scale ones."""
+    here = run_benchmark(bench) if bench in SELECTED else stored(bench, SCALE)
+    paper = here if SCALE == "paper" else stored(bench, "paper")
+    if SCALE == "paper" and not here:
+        print(f"{bench}: not run at paper scale")
+    return here, paper
+
+
+def final_values(df, metric):
+    """Per config: seed-mean of the last value of each seed (the end of the budget)."""
+    last = df.dropna(subset=[metric]).groupby(["config", "seed"]).tail(1)
+    return last.groupby("config")[metric].mean()
+
+
+def best_of(values, method, lower_is_better):
+    v = values[[c for c in values.index if c.startswith(method) and "longer" not in c]].dropna()
+    v = v[np.isfinite(v)]
+    if v.empty:
+        return None, np.nan
+    lab = v.idxmin() if lower_is_better else v.idxmax()
+    return lab, float(v[lab])
+
+
+def describe(records, scale):
+    if not records:
+        return ""
+    return f"{scale} scale, seeds {seeds_of(records)}, {hardware(records)}"
+
+
+# %% [markdown]
+# ## 4. Boston housing
+#
+# **Reference** (10 s per run on a laptop CPU, 5 seeds): SGN(1–20) reach test MSE ≈ 0.010–0.011
+# (normalised targets); the best SGD (lr 0.01) 0.0267 after 10 s; SGD lr 0.1 blows up to 1e6 for about
+# 10 epochs before recovering; SGD lr 1 diverges (NaN; omitted from the reference's plots, marked here).
+# **Here (ci):** full data and grids, 40 epochs per run instead of 10 s.
+
+# %%
+def regression_section(bench, title_data):
+    here, paper = scale_records(bench)
+    sfx = "" if SCALE == "ci" else "_paper"
+    out = {}
+    for recs, tag in ((here, SCALE), (paper if SCALE == "ci" else [], "paper")):
+        if not recs:
+            if tag == "paper":
+                print(f"{bench}: no paper-scale records (not run)")
+            continue
+        df = records_frame(recs)
+        s = SETTINGS[bench] if tag == SCALE else None
+        title = f"{title_data} — {describe(recs, tag)}"
+        draw(df, bench, title, f"{bench}{'' if tag == 'ci' else '_paper'}")
+        final = final_values(df, "test_loss")
+        sgd_lab, sgd_best = best_of(final, "SGD", True)
+        sgn_lab, sgn_best = best_of(final, "SGN", True)
+        diverged = sorted({label_of("SGD", r["config"]["lr"]) for r in recs if r["status"] == "diverged"})
+        out[tag] = dict(df=df, final=final, sgd=(sgd_lab, sgd_best), sgn=(sgn_lab, sgn_best), diverged=diverged,
+                        records=recs)
+        print(f"[{tag}] final test MSE, seed mean: " + ", ".join(f"{k} {plotting.round_sig(v):g}" for k, v in final.items()))
+        print(f"[{tag}] best SGN {sgn_lab} {plotting.round_sig(sgn_best):g} < best SGD {sgd_lab} {plotting.round_sig(sgd_best):g}: "
+              f"{sgn_best < sgd_best}; diverged: {', '.join(diverged) or 'none'}")
+        overlay(df, bench, f"{title_data}: ours ({tag} scale) vs the reference's logs", f"{bench}_overlay{'' if tag == 'ci' else '_paper'}")
+    return out
+
+
+SUMMARY["boston"] = regression_section("boston", "Boston housing (real), MLP 13-100-100-1, batch 101")
+
+# %% [markdown]
+# ## 5. Sine regression, frequency 10
+#
+# **Reference** (100 s per run, laptop CPU): SGN(20/30/40) below 2e-4 test MSE within 10 s and ≈ 1.04e-4
+# (the noise floor is 1e-4) by 20–30 s; SGN(10) 1.3e-4 at 100 s; SGD stays near 0.45 (lr 0.1 best,
+# 0.26 at the end); lr 1 diverges. **Here (ci):** full data, 25 epochs per run instead of 100 s, SGN
+# grid {2, 3, 10, 20, 30}. Our data are drawn by the same generator with our own seed (the reference's
+# data file is a different draw).
+
+# %%
+SUMMARY["sine_10"] = regression_section("sine_10", "Sine f = 10 (generated), MLP 1-20-20-20-1, batch 1000")
+
+# %% [markdown]
+# ## 6. Sine regression, frequency 100
+#
+# **Reference:** SGD ≈ 0.50 for every learning rate (the "predict the mean" level, Var(sin) = 0.5); SGN
+# improves with k up to 20–30: SGN(30) 0.365, SGN(20) 0.370, SGN(10) 0.41, SGN(2) 0.496 after 100 s.
+
+# %%
+SUMMARY["sine_100"] = regression_section("sine_100", "Sine f = 100 (generated), MLP 1-20-20-20-1, batch 1000")
+
+
+# %% [markdown]
+# Timings of the regression runs (machine-dependent, not checked): epochs completed, time per epoch,
+# and the share of the wall time that the clock counts (the rest is the loop's batching overhead).
+
+# %% tags=["nbval-ignore-output"]
+def timing_summary(bench):
+    rows = []
+    for tag, info in SUMMARY.get(bench, {}).items():
+        for lab in config_order(info["df"]["config"]):
+            recs = [r for r in info["records"] if label_of(r["config"]["method"], r["config"].get("lr") if r["config"]["method"] == "SGD" else r["config"]["cg"], r["config"].get("longer", False)) == lab]
+            rows.append({"benchmark": bench, "scale": tag, "config": lab,
+                         "epochs": np.mean([r["summary"]["epochs"] for r in recs]),
+                         "s / epoch": np.mean([r["summary"]["train_time_s"] / max(r["summary"]["epochs"], 1e-9) for r in recs]),
+                         "clock / wall": np.mean([r["summary"]["train_time_s"] / r["wall_clock_s"] for r in recs])})
+    if bench in REF_FRAMES:
+        t_ref = REF_FRAMES[bench].groupby("config")["time"].max() / REF_FRAMES[bench].groupby("config")["epoch"].max()
+        for lab, v in t_ref.items():
+            rows.append({"benchmark": bench, "scale": "reference", "config": lab,
+                         "epochs": REF_FRAMES[bench][REF_FRAMES[bench]["config"] == lab].groupby("seed")["epoch"].max().mean(),
+                         "s / epoch": v, "clock / wall": np.nan})
+    return pd.DataFrame(rows)
+
+
+for bench in ("boston", "sine_10", "sine_100"):
+    t = timing_summary(bench)
+    if len(t):
+        print(plotting.save_table(t, PAPER, f"timing_{bench}", float_format="%.3g"))
+
+
+# %% [markdown]
+# ## 7. MNIST, MLP 784-20-20-20-10
+#
+# **Reference** (GTX TITAN X; SGD 600 epochs, SGN 100 epochs): after 25 s SGN(3) 92.9 % vs SGD 17–90 %
+# (best lr 1: 89.8 %); after 100 s SGN(3) 94.0 % vs SGD(1) and SGD(10) 93.0 %. **Here (ci):** full data
+# and grids, SGD 16 epochs, SGN 3 epochs; read-outs at half and all of the SGN(3) run's clock
+# (scaled down from 25 / 100 s; the values are printed with the table).
+
+# %%
+def classification_section(bench, title_data):
+    here, paper = scale_records(bench)
+    out = {}
+    for recs, tag in ((here, SCALE), (paper if SCALE == "ci" else [], "paper")):
+        if not recs:
+            if tag == "paper":
+                print(f"{bench}: no paper-scale records (not run; needs a GPU for the full configuration)"
+                      if bench in ("fashion", "cifar10") else f"{bench}: no paper-scale records (not run)")
+            continue
+        df = records_frame(recs)
+        title = f"{title_data} — {describe(recs, tag)}"
+        draw(df, bench, title, f"{bench}{'' if tag == 'ci' else '_paper'}")
+        final = final_values(df, "test_accuracy")
+        ep = {}
+        for lab, g in df.groupby("config"):
+            ends = g[(g["epoch"] == g["epoch"].round()) & (g["epoch"] > 0)]
+            ep[lab] = ends.groupby("epoch")["test_accuracy"].mean()
+        out[tag] = dict(df=df, final=final, epochs=ep, records=recs,
+                        diverged=sorted({label_of("SGD", r["config"]["lr"]) for r in recs if r["status"] == "diverged"}))
+        print(f"[{tag}] test accuracy at the end of the budget, seed mean: "
+              + ", ".join(f"{k} {100 * v:.0f} %" for k, v in final.items())
+              + f"; diverged: {', '.join(out[tag]['diverged']) or 'none'}")
+        overlay(df, bench, f"{title_data}: ours ({tag} scale) vs the reference's logs",
+                f"{bench}_overlay{'' if tag == 'ci' else '_paper'}")
+    return out
+
+
+SUMMARY["mnist"] = classification_section("mnist", "MNIST (real), MLP 784-20-20-20-10 sigmoid, batch 1000")
+
+
+# %% [markdown]
+# Equal-epoch comparison (deterministic, so checked): test accuracy after the first epoch and at the
+# end of the SGN budget.
+
+# %%
+def equal_epochs(bench, tag="ci" if SCALE == "ci" else "paper"):
+    s = SUMMARY[bench].get(tag)
+    if not s:
+        print(f"{bench}: no {tag}-scale records")
+        return
+    E = max([e.index.max() for lab, e in s["epochs"].items() if lab.startswith("SGN") and len(e)] or
+            [min(e.index.max() for e in s["epochs"].values() if len(e))])
+    parts = []
+    for lab in config_order(s["epochs"]):
+        e = s["epochs"][lab]
+        at1 = e.get(1.0, np.nan)
+        atE = e.get(float(E), np.nan)
+        parts.append(f"{lab} {100 * at1:.0f}/{100 * atE:.0f}")
+    print(f"[{tag}] {bench} test accuracy (%) after epoch 1 / epoch {E:g}: " + ", ".join(parts))
+
+
+equal_epochs("mnist")
+if SCALE == "ci" and SUMMARY["mnist"].get("paper"):
+    equal_epochs("mnist", "paper")
+
+# %% [markdown]
+# Test accuracy after T seconds, by the reference's rule and by true wall-clock. Timings depend on the
+# machine (and the two CPU cores were shared with other jobs), so this cell's output is not checked.
+# Besides T itself, the paper-scale table adds T scaled by the ratio of SGD epoch times
+# (ours / reference's), which compares at the same number of SGD-epoch equivalents across hardware.
+
+# %%
+TABLES = {}
+
+
+def time_tables(bench):
+    s = SUMMARY[bench]
+    frames = []
+    for tag, info in s.items():
+        times = read_out_times(info["df"], bench, tag)
+        t = after_T_table(info["df"], bench, times, tag)
+        if bench in REF_FRAMES and tag == "paper":
+            r = our_sgd_epoch_time(info["df"]) / reference_sgd_epoch_time(bench)
+            scaled = after_T_table(info["df"], bench, [T * r for T in times], tag)
+            t["T x SGD-epoch ratio"] = scaled["T (s)"].round(2).values
+            t["rule at scaled T"] = scaled["reference rule"].values
+        frames.append(t)
+    if not frames:
+        print(f"{bench}: no records")
+        return None
+    table = pd.concat(frames, ignore_index=True)
+    for col in ("reference rule", "true wall-clock", "rule at scaled T"):
+        if col in table:
+            table[col] = (100 * table[col]).round(1)
+    TABLES[bench] = table
+    print(plotting.save_table(table, PAPER, f"after_T_{bench}", float_format="%.1f"))
+    return table
+
+
+# %% tags=["nbval-ignore-output"]
+_ = time_tables("mnist")
+
+# %% [markdown]
+# ## 8. Fashion-MNIST, LeNet (`sgn_arch_1`)
+#
+# **Reference** (GPU; SGD 100 epochs, SGN 10 epochs): SGD(0.1) leads at both read-outs (86.7 % at 50 s,
+# 88.5 % at 150 s) against the best SGN (85.6 % SGN(5), 87.8 % SGN(5)); SGD(1) diverges at once; SGN(10)
+# reaches 88.8 % after 10 epochs. **Here (ci):** a 2 000 / 1 000 image subset, batch 250 (not 1000),
+# the full SGD grid for 20 epochs, SGN(3) only for 2 epochs (the LeNet costs 0.1–0.6 s per SGD step at
+# batch 1000 on this shared CPU). With 16 SGN iterations, 9 of them are the 10-CG warm-up. Read-outs at
+# half and all of the SGN(3) run's clock. The full configuration is kept for `SCALE = "paper"` (it
+# needs a GPU).
+
+# %%
+SUMMARY["fashion"] = classification_section("fashion", "Fashion-MNIST (real), LeNet (sgn_arch_1)")
+equal_epochs("fashion")
+
+# %% tags=["nbval-ignore-output"]
+_ = time_tables("fashion")
+
+# %% [markdown]
+# ## 9. CIFAR-10, CNN (`sgn_arch_4`)
+#
+# **Reference** (GPU; SGD 100 epochs, "longer" SGD(0.1) 250 epochs, SGN 10 epochs): after 650 s SGN(10)
+# 64.7 % beats SGD(0.1) 63.1 %; after 2000 s SGN(10) 71.0 % vs the longer SGD(0.1) 60.9 %. SGD(0.1) sits
+# at loss 2.30 for 3 epochs; SGD(1e-3) learns nothing. **Here (ci):** the stand-in `fashion_mnist_32`
+# (Fashion-MNIST padded to 3×32×32 — its accuracies are *not* comparable with CIFAR-10's), 1 000 / 500
+# images, batch 100, SGD {0.01, 0.1, 1} for 4 epochs, SGN(3) for 2 epochs; read-outs at 2 s and 6 s.
+
+# %%
+cifar_title = ("CIFAR-10 (real)" if CIFAR_DATA == "cifar10" else
+               "CIFAR-10 stand-in fashion_mnist_32 (Fashion-MNIST, 3x32x32)") + ", CNN (sgn_arch_4)"
+SUMMARY["cifar10"] = classification_section("cifar10", cifar_title)
+equal_epochs("cifar10")
+
+# %% tags=["nbval-ignore-output"]
+_ = time_tables("cifar10")
+
+
+# %% [markdown]
+# ## 10. The ρ and α traces
+#
+# The trust region starts at ρ₀ = 1e-4, raises ρ while the quadratic model over-predicts the decrease,
+# then lowers it to the floor ρ_min = 1e-6 (reference: peak 2.3e-4 to 2.9e-2, floor after about 20
+# iterations on MNIST SGN(3)). The line search is rarely active on classification (mean α 0.99–1.0) but
+# active on regression with many CG iterations (reference: Boston SGN(10) backtracks on 43 % of steps).
+
+# %%
+def traces(tag):
+    rows, lines = [], []
+    for bench in ALL:
+        info = SUMMARY.get(bench, {}).get(tag)
+        if not info:
+            continue
+        for r in info["records"]:
+            c, m = r["config"], r["metrics"]
+            if c["method"] != "SGN" or c["seed"] != min(seeds_of(info["records"])):
+                continue
+            for st, rho, a in zip(m["sgn_step"], m["sgn_rho"], m["sgn_alpha"]):
+                rows.append({"benchmark": bench, "config": f"SGN({c['cg']})", "step": st, "rho": rho, "alpha": a})
+            smry = r["summary"]
+            lines.append({"benchmark": bench, "config": f"SGN({c['cg']})", "steps": smry["steps"],
+                          "max rho": smry["max_rho"], "final rho": smry["final_rho"],
+                          "floor reached": bool(smry["final_rho"] <= 1.0001e-6),
+                          "mean alpha": smry["mean_alpha"], "backtracked (%)": 100 * smry["backtracked"]})
+    return pd.DataFrame(rows), pd.DataFrame(lines)
+
+
+def draw_traces(tag, fig_id):
+    tr, stats = traces(tag)
+    if tr.empty:
+        print(f"no SGN records at {tag} scale")
+        return stats
+    benches = list(dict.fromkeys(tr["benchmark"]))
+    fig, axes = plt.subplots(2, len(benches), figsize=(3.1 * len(benches), 5.5), squeeze=False)
+    for j, b in enumerate(benches):
+        g = tr[tr["benchmark"] == b]
+        for i, (lab, h) in enumerate(g.groupby("config", sort=False)):
+            axes[0, j].plot(h["step"], h["rho"], lw=0.9, label=lab, color=f"C{i}")
+            axes[1, j].plot(h["step"], h["alpha"], lw=0.6, color=f"C{i}", alpha=0.7)
+        axes[0, j].set_yscale("log"); axes[1, j].set_yscale("log")
+        axes[0, j].set_xscale("log"); axes[1, j].set_xscale("log")
+        axes[0, j].set_title(b if b != "cifar10" or CIFAR_DATA == "cifar10" else "cifar10 stand-in", fontsize=9)
+        axes[1, j].set_xlabel("iteration")
+        axes[0, j].legend(fontsize=6)
+    axes[0, 0].set_ylabel("ρ (damping)"); axes[1, 0].set_ylabel("α (step size)")
+    fig.suptitle(f"Trust-region damping and line-search step per iteration ({tag} scale, first seed)", fontsize=10)
+    fig.tight_layout()
+    print(plotting.save_figure(fig, PAPER, fig_id, tr))
+    plt.show()
+    plt.close(fig)
+    return stats
+
+
+ci_trace_stats = draw_traces(SCALE, "rho_alpha" if SCALE == "ci" else "rho_alpha_paper")
+show = ci_trace_stats.copy()
+for col in ("max rho", "final rho", "mean alpha", "backtracked (%)"):
+    show[col] = show[col].map(lambda v: plotting.round_sig(v, 2))
+print(plotting.save_table(show, PAPER, "rho_alpha" if SCALE == "ci" else "rho_alpha_paper", float_format="%.2g"))
+
+# %%
+if SCALE == "ci":
+    paper_trace_stats = draw_traces("paper", "rho_alpha_paper")
+    if not paper_trace_stats.empty:
+        print(plotting.save_table(paper_trace_stats, PAPER, "rho_alpha_paper", float_format="%.3g"))
+
+# %% [markdown]
+# **Reading the traces.** The pattern of the reference holds: ρ rises during the first iterations and
+# falls to the floor in most runs; on MNIST the line search is rarely active at paper scale (mean α ≥
+# 0.97; it backtracks on under 1 % of the steps for k ≤ 5 and on about 7 % for SGN(10), against under
+# 1 % in the reference). One number differs in size, not in kind: the Boston SGN(10) paper-scale run
+# backtracks on about 15 % of its steps, the reference on 43 %. Our 10-second runs take about 25 times
+# more iterations than the reference's (about 2 700 against about 110), and backtracking is concentrated
+# in the early iterations: over the first 160 (the ci run) it is about 40 %, close to the reference. Two
+# further differences push the same way: our default Armijo rule is the textbook one (the reference
+# compares every trial with the right-hand side of α₀, which backtracks more; `line_search_rule=
+# "reference"` reproduces it), and our data split of Boston is a different random 404/102 split.
+
+# %% [markdown]
+# ## 11. Verdicts
+#
+# Each line states one of the reference's orderings and whether our runs reproduce it (True/False).
+# First the orderings that do not depend on the clock (end of an epoch budget, equal epochs,
+# divergence; checked), then those read after T seconds (the reference's rule on our clock: at ci the
+# scaled-down T, at paper scale the reference's T; not checked at ci, timings vary).
+
+# %%
+VERDICTS = {}
+
+
+def verdict(tag, key, text, ok):
+    VERDICTS.setdefault(tag, {})[key] = bool(ok)
+    print(f"[{tag}] {text}: {bool(ok)}")
+
+
+def budget_verdicts(tag):
+    for bench, pretty in (("boston", "Boston"), ("sine_10", "sine f=10"), ("sine_100", "sine f=100")):
+        info = SUMMARY.get(bench, {}).get(tag)
+        if info:
+            verdict(tag, f"{bench}_sgn_wins", f"{pretty}: best SGN beats best SGD on test MSE at the end of the budget",
+                    info["sgn"][1] < info["sgd"][1])
+            verdict(tag, f"{bench}_sgd1_diverges", f"{pretty}: SGD(1) diverges", "SGD(1)" in info["diverged"])
+    info = SUMMARY.get("sine_10", {}).get(tag)
+    if info and "SGN(10)" in info["final"]:
+        verdict(tag, "sine_10_floor", "sine f=10: SGN(10) reaches test MSE < 2e-4 (noise floor 1e-4)",
+                info["final"]["SGN(10)"] < 2e-4)
+    info = SUMMARY.get("sine_100", {}).get(tag)
+    if info:
+        sgd = info["final"][[c for c in info["final"].index if c.startswith("SGD") and c != "SGD(1)"]]
+        verdict(tag, "sine_100_sgd_stuck", "sine f=100: SGD (lr <= 0.1) stays at test MSE >= 0.45", (sgd >= 0.45).all())
+    for bench in ("mnist", "fashion", "cifar10"):
+        info = SUMMARY.get(bench, {}).get(tag)
+        if not info:
+            continue
+        e = info["epochs"]
+        sgn = {k: v.get(1.0, np.nan) for k, v in e.items() if k.startswith("SGN")}
+        sgd = {k: v.get(1.0, np.nan) for k, v in e.items() if k.startswith("SGD") and "longer" not in k}
+        if not sgn or not sgd:
+            print(f"[{tag}] {bench}: SGN or SGD records missing, no verdict")
+            continue
+        verdict(tag, f"{bench}_epoch1", f"{bench}: after 1 epoch the best SGN ({max(sgn, key=sgn.get)}) beats every SGD",
+                max(sgn.values()) > np.nanmax(list(sgd.values())))
+        if bench == "fashion":
+            verdict(tag, "fashion_sgd1_diverges", "fashion: SGD(1) diverges", "SGD(1)" in info["diverged"])
+
+
+def timed_verdicts(tag):
+    for bench, which in (("mnist", 0), ("mnist", 1), ("fashion", 0), ("fashion", 1), ("cifar10", 0)):
+        info = SUMMARY.get(bench, {}).get(tag)
+        if not info:
+            continue
+        T = read_out_times(info["df"], bench, tag)[which]
+        variants = [(T, f"{bench}_T{which}", f"{T:g} s")]
+        if tag == "paper" and bench in REF_FRAMES:       # the same number of SGD epochs as the reference
+            r = our_sgd_epoch_time(info["df"]) / reference_sgd_epoch_time(bench)
+            variants.append((T * r, f"{bench}_T{which}_scaled", f"{T:g} s scaled to {T * r:.3g} s"))
+        for t, key, when in variants:
+            read = {k: v for k, (v, e, _) in read_reference_rule(info["df"], t, "test_accuracy").items()}
+            sgd = {k: v for k, v in read.items() if k.startswith("SGD") and "longer" not in k and np.isfinite(v)}
+            sgn = {k: v for k, v in read.items() if k.startswith("SGN") and np.isfinite(v)}
+            if not sgd or not sgn:
+                print(f"[{tag}] {bench} @ {when}: a read-out is missing, no verdict")
+                continue
+            b_sgd, b_sgn = max(sgd, key=sgd.get), max(sgn, key=sgn.get)
+            if bench == "fashion":
+                verdict(tag, key, f"Fashion @ {when}: SGD(0.1) beats every SGN(k) (the unadvertised ordering)",
+                        "SGD(0.1)" in sgd and sgd["SGD(0.1)"] > sgn[b_sgn])
+            else:
+                verdict(tag, key, f"{bench} @ {when}: best SGN ({b_sgn} {100 * sgn[b_sgn]:.1f} %) beats best SGD "
+                        f"({b_sgd} {100 * sgd[b_sgd]:.1f} %)", sgn[b_sgn] > sgd[b_sgd])
+
+
+budget_verdicts(SCALE)
+if SCALE == "ci":
+    budget_verdicts("paper")
+
+# %% tags=["nbval-ignore-output"]
+timed_verdicts(SCALE)
+if SCALE == "ci":
+    timed_verdicts("paper")
+
+
+# %% [markdown]
+# **What the runs show.**
+#
+# * *Regression (Boston, sine).* SGN(k) reaches lower training and test loss than SGD at every learning
+#   rate, at ci scale (equal epochs) and at paper scale (equal seconds); SGD(1) diverges on all three.
+#   At paper scale our absolute Boston losses are lower than the reference's for *both* methods
+#   (SGN 0.005 vs 0.010, SGD 0.014 vs 0.027) because on this CPU the same 10 s buy about 13× more SGD
+#   epochs and 24× more SGN(10) epochs than on the reference's 2017 laptop CPU with Theano; the
+#   ordering and the factor between the methods (2–3×) are what carry over. One SGD(0.1) seed (seed 3)
+#   blows up late and stays at a test MSE of 3e6, which dominates that configuration's seed mean (the
+#   reference reports a transient blow-up for lr 0.1).
+# * *Sine f = 100 (paper scale, seed 1).* Every SGD rate stays at the "predict the mean" level (test
+#   MSE 0.49), while SGN improves steadily with k: 0.45 / 0.40 / 0.36 / 0.33 / 0.31 / 0.30 / 0.29 for
+#   k = 2 / 3 / 5 / 10 / 20 / 30 / 40 after 100 s (reference 0.496 / 0.47 / 0.449 / 0.41 / 0.370 /
+#   0.365 / 0.39). Our values are lower for every k (SGN(10) completes about 3 100 epochs here against
+#   164 in the reference), and the reference's optimum at k = 20–30 does not appear: on this CPU, with
+#   cheaper CG iterations, k = 40 is still the best per second.
+# * *MNIST.* With the reference's initialisation the runs reproduce the reference's logs closely: our
+#   seed-1 SGD(1e-3) and SGD(1e-2) curves lie on the reference's, SGN(3) reaches 88.8 / 93.3 / 94.0 %
+#   after 1 / 10 / 100 epochs (reference 86.6 / 93.0 / 94.1 %), SGN(10) stalls at a training loss of
+#   about 0.23 (reference 0.22–0.27), SGD(1) gives 92.4 % after 100 and 93.9 % after 600 epochs
+#   (reference 92.5 / 93.9 %). Read at the same number of SGD-epoch equivalents as the reference's
+#   25 s and 100 s, the table is reproduced to within about 1 point (SGN(3) 93.8 / 93.9 %, SGD(1)
+#   89.8 / 93.0 %, SGD(0.1) 70.2 %; reference 92.9 / 94.0, 89.8 / 93.0, 71.9 %). On our own clock an
+#   SGN(3) epoch costs about 2 SGD epochs (about 4.4 on the reference's GPU), and our SGN runs finish
+#   their 100 epochs in under a minute: SGN still leads at 25 s, and at 100 s SGN(3) (finished) and
+#   SGD(1) tie at 94.0 %. One seed only (time), so differences below about 0.5 point are not
+#   meaningful.
+# * *Fashion-MNIST (ci proxy only).* On the small subset SGD(0.1) leads SGN(3) at both read-outs,
+#   the reference's unadvertised ordering, but with 16 SGN iterations (9 of them the 10-CG warm-up)
+#   this is a weak check; the full configuration needs a GPU.
+# * *CIFAR-10 (ci: stand-in only).* After the same 2 epochs SGN(3) is far ahead of every SGD rate on
+#   the Fashion-MNIST-based stand-in, and it also leads at both ci read-outs, although its first
+#   epoch (all warm-up iterations with 10 CG products) costs about as much as 7 SGD epochs. Nothing
+#   here says how the method does on CIFAR-10 itself.
+
+# %% [markdown]
+# ## 12. Scorecard
+#
+# Reference number | ours at paper scale (with hardware and seeds) | ours at ci scale | verdict. The
+# reference's time-based numbers were measured on its hardware (a laptop CPU for the regressions, a GTX
+# TITAN X for the classifiers); our paper-scale numbers come from a 2-core CPU shared with other jobs,
+# so a read-out at T seconds compares different amounts of work: the orderings, not the seconds, are
+# the comparable part. Not checked by nbval (it holds time read-outs).
+
+# %% tags=["nbval-ignore-output"]
+def info_of(bench, tag):
+    return SUMMARY.get(bench, {}).get(tag)
+
+
+def hw_note(bench):
+    info = info_of(bench, "paper")
+    return f" [seeds {seeds_of(info['records'])}]" if info else ""
+
+
+def cell(bench, tag, fn):
+    info = info_of(bench, tag)
+    if not info:
+        return "not run" if tag == "paper" else "—"
+    try:
+        v = fn(info, tag)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return "—"
+    return v + (hw_note(bench) if tag == "paper" else "")
+
+
+def pct(v):
+    return "—" if v is None or not np.isfinite(v) else f"{100 * v:.1f} %"
+
+
+def best_pair(info, tag):
+    return f"{fmt_sig(info['sgn'][1])} {info['sgn'][0]} / {fmt_sig(info['sgd'][1])} {info['sgd'][0]}"
+
+
+def fmt_sig(v):
+    return "—" if v is None or not np.isfinite(v) else f"{plotting.round_sig(v, 2):g}"
+
+
+def after(bench, which, labs):
+    def fn(info, tag):
+        T = read_out_times(info["df"], bench, tag)[which]
+        read = read_reference_rule(info["df"], T, "test_accuracy")
+        return " / ".join(f"{pct(read[l][0]) if l in read else '—'} {l}" for l in labs) + f" (T = {T:g} s)"
+    return fn
+
+
+def after_scaled(bench, which, labs):
+    def fn(info, tag):
+        if tag != "paper" or bench not in REF_FRAMES:
+            return "—"
+        T = PAPER_READ_OUT[bench][which] * our_sgd_epoch_time(info["df"]) / reference_sgd_epoch_time(bench)
+        read = read_reference_rule(info["df"], T, "test_accuracy")
+        return " / ".join(f"{pct(read[l][0]) if l in read else '—'} {l}" for l in labs) + f" (T = {T:.3g} s)"
+    return fn
+
+
+def at_epoch(lab, E):
+    return lambda info, tag: pct(float(info["epochs"][lab].get(float(E), np.nan))) if lab in info["epochs"] else "—"
+
+
+def v_of(key):
+    out = []
+    for tag in ("paper", "ci"):
+        if key in VERDICTS.get(tag, {}):
+            out.append(f"{'reproduced' if VERDICTS[tag][key] else 'differs'} ({tag})")
+    return "; ".join(out) or "not run"
+
+
+rows = []
+
+
+def row(item, reference, fn_bench, fn, key):
+    rows.append({"item": item, "reference": reference, "ours, paper scale": cell(fn_bench, "paper", fn),
+                 "ours, ci scale": cell(fn_bench, "ci", fn) if SCALE == "ci" else "—",
+                 "verdict": v_of(key) if key else "—"})
+
+
+row("Boston: best test MSE, SGN / SGD", "0.0101 SGN(20) / 0.0267 SGD(0.01)", "boston", best_pair, "boston_sgn_wins")
+row("Boston: SGD(1) diverges", "yes", "boston", lambda i, t: str("SGD(1)" in i["diverged"]), "boston_sgd1_diverges")
+row("sine f=10: best test MSE, SGN / SGD", "1.04e-4 / 0.26 SGD(0.1)", "sine_10", best_pair, "sine_10_sgn_wins")
+row("sine f=10: SGN(10) test MSE at the end", "1.3e-4", "sine_10", lambda i, t: fmt_sig(i["final"]["SGN(10)"]), "sine_10_floor")
+row("sine f=100: best test MSE, SGN / SGD", "0.365 SGN(30) / 0.50", "sine_100", best_pair, "sine_100_sgn_wins")
+row("MNIST @ 25 s: SGN(3) / SGD(1) / SGD(0.1)", "92.9 % / 89.8 % / 71.9 %", "mnist",
+    after("mnist", 0, ["SGN(3)", "SGD(1)", "SGD(0.1)"]), "mnist_T0")
+row("MNIST @ 100 s: SGN(3) / SGD(1)", "94.0 % / 93.0 %", "mnist", after("mnist", 1, ["SGN(3)", "SGD(1)"]), "mnist_T1")
+row("MNIST @ 25 s scaled to the reference's SGD epochs: SGN(3) / SGD(1) / SGD(0.1)", "92.9 % / 89.8 % / 71.9 %",
+    "mnist", after_scaled("mnist", 0, ["SGN(3)", "SGD(1)", "SGD(0.1)"]), "mnist_T0_scaled")
+row("MNIST @ 100 s scaled: SGN(3) / SGD(1)", "94.0 % / 93.0 %", "mnist", after_scaled("mnist", 1, ["SGN(3)", "SGD(1)"]),
+    "mnist_T1_scaled")
+row("MNIST: SGN(3) after epoch 1", "86.6 %", "mnist", at_epoch("SGN(3)", 1), "mnist_epoch1")
+row("MNIST: SGN(3) after 100 epochs", "94.1 %", "mnist", at_epoch("SGN(3)", 100), None)
+row("MNIST: SGD(1) after 100 / 600 epochs", "92.5 % / 93.9 %", "mnist",
+    lambda i, t: f"{at_epoch('SGD(1)', 100)(i, t)} / {at_epoch('SGD(1)', 600)(i, t)}", None)
+row("MNIST: SGN(10) after epoch 1 / 100", "90.3 % / 93.0 %", "mnist",
+    lambda i, t: f"{at_epoch('SGN(10)', 1)(i, t)} / {at_epoch('SGN(10)', 100)(i, t)}", None)
+row("Fashion @ 50 s: SGD(0.1) / SGN(5) / SGN(3)", "86.7 % / 85.6 % / 85.2 %", "fashion",
+    after("fashion", 0, ["SGD(0.1)", "SGN(5)", "SGN(3)"]), "fashion_T0")
+row("Fashion @ 150 s: SGD(0.1) / SGN(5) / SGN(3)", "88.5 % / 87.8 % / 87.2 %", "fashion",
+    after("fashion", 1, ["SGD(0.1)", "SGN(5)", "SGN(3)"]), "fashion_T1")
+row("Fashion: SGN(10) after 10 epochs", "88.8 %", "fashion", at_epoch("SGN(10)", 10), None)
+row(f"CIFAR-10 @ 650 s: SGN(10) / SGN(3) / SGD(0.1){'' if CIFAR_DATA == 'cifar10' else ' (ci: stand-in)'}",
+    "64.7 % / 49.3 % / 63.1 %", "cifar10", after("cifar10", 0, ["SGN(10)", "SGN(3)", "SGD(0.1)"]), "cifar10_T0")
+row("CIFAR-10: SGN(10) after 10 epochs", "70.9 %", "cifar10", at_epoch("SGN(10)", 10), None)
+
+
+def trace_text(info_tag):
+    _, st = traces(info_tag)
+    if st.empty:
+        return "not run" if info_tag == "paper" else "—"
+    cls = st[st["benchmark"].isin(["mnist", "fashion", "cifar10"])]
+    reg = st[st["benchmark"].isin(["boston", "sine_10", "sine_100"])]
+    parts = [f"floor in {int(st['floor reached'].sum())}/{len(st)} runs"]
+    if len(cls):
+        parts.append(f"mean α (classif.) {cls['mean alpha'].min():.2f}–{cls['mean alpha'].max():.2f}")
+    b10 = reg[(reg["benchmark"] == "boston") & (reg["config"] == "SGN(10)")]
+    if len(b10):
+        parts.append(f"Boston SGN(10) backtracked {b10['backtracked (%)'].iloc[0]:.0f} %")
+    return "; ".join(parts)
+
+
+rows.append({"item": "ρ → ρ_min, α ≈ 1 on classification, line search active on regression",
+             "reference": "floor 1e-6; mean α 0.99–1.0; Boston SGN(10) backtracked 43 %",
+             "ours, paper scale": trace_text("paper"), "ours, ci scale": trace_text("ci") if SCALE == "ci" else "—",
+             "verdict": "see section 10"})
+scorecard = pd.DataFrame(rows)
+print(plotting.save_table(scorecard, PAPER, "scorecard"))
+for bench in ALL:
+    info = info_of(bench, "paper")
+    print(f"paper-scale records, {bench}: " + (describe(info["records"], "paper") if info else "none"))
