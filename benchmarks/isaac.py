@@ -79,9 +79,12 @@ class Runner:
         self.opt.zero_grad(set_to_none=True)
 
     def step(self):
+        self.zero_grad()
+        self._forward_backward_update()
+
+    def _forward_backward_update(self):
         x, y = self.batches[self.i % len(self.batches)]
         self.i += 1
-        self.zero_grad()
         out = self.model(x)
         loss = F.cross_entropy(out, y) if self.loss == "cross_entropy" else F.mse_loss(out, y)
         if self.pre is None:
@@ -100,16 +103,7 @@ class Runner:
         self.zero_grad()                          # gradients are allocated inside the profiled step
         gc.collect()
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            x, y = self.batches[self.i % len(self.batches)]
-            self.i += 1
-            out = self.model(x)
-            loss = F.cross_entropy(out, y) if self.loss == "cross_entropy" else F.mse_loss(out, y)
-            if self.pre is None:
-                loss.backward()
-            else:
-                self.pre.backward(loss, out)
-            self.opt.step()
-            del out, loss
+            self._forward_backward_update()       # its temporaries are freed inside the profile
         self.i -= 1
         events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
                         if e.name() == "[memory]")

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from curvlab import curvature as cv
 from curvlab import models
-from curvlab.experiment import atomic_write_json
+from curvlab.experiment import atomic_write_json, cpu_name
 from curvlab.sgn import SGN, sgn_reference_init
 
 BATCH = 1000
@@ -60,16 +60,6 @@ MODELS = {
                             (784,)),
     "lenet (sgn_arch_1)": (lambda: models.sgn_arch_1(), (1, 28, 28)),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_curvlinops(path: str | None):

@@ -446,16 +446,6 @@ def build_model(cfg):
     return sgn_reference_init(net)
 
 
-def cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 def thin(values, limit):
     """Evenly spaced indices (first and last kept) when a list is longer than limit."""
     n = len(values)
@@ -519,7 +509,7 @@ def train(cfg, ctx):
         out["summary"].update(mean_alpha=float(np.mean(trace["sgn_alpha"])),
                               backtracked=float(np.mean(np.array(trace["sgn_backtracks"]) > 0)),
                               final_rho=trace["sgn_rho"][-1], max_rho=float(max(trace["sgn_rho"])))
-    out["summary"]["cpu"] = cpu_name()
+    out["summary"]["cpu"] = experiment.cpu_name()
     return out
 
 

@@ -103,3 +103,7 @@ def test_load_records():
     E.run(train_fn, CFG, notebook="nb2", scale="paper")
     E.run(train_fn, {**CFG, "seed": 8}, notebook="nb2", scale="paper")
     assert len(E.load_records("nb2", "paper")) == 2
+
+
+def test_environment_names_the_cpu():
+    assert E.environment("cpu")["device_name"] == E.cpu_name() != ""
