@@ -245,6 +245,25 @@ def test_loss_conventions():
     torch.testing.assert_close(cv.loss_function("mse")(out[:, :1], y[:, 0]), F.mse_loss(out[:, :1], y[:, :1]))
 
 
+@pytest.mark.parametrize("classes", [1, 2, 10, 15, 16, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_softmax_classes_equals_torch(classes, dtype):
+    g = torch.Generator().manual_seed(classes)
+    logits = (5 * torch.randn(37, classes, generator=g)).to(dtype).requires_grad_(True)
+    ours = cv.log_softmax_classes(logits)
+    ref = torch.log_softmax(logits, dim=-1)
+    torch.testing.assert_close(ours, ref)
+    w = torch.randn(37, classes, generator=g).to(dtype)
+    torch.testing.assert_close(torch.autograd.grad((ours * w).sum(), logits)[0],
+                               torch.autograd.grad((ref * w).sum(), logits)[0])
+    # the cross-entropy built on it is torch's, for class indices and for class probabilities
+    labels = torch.randint(0, classes, (37,), generator=g)
+    probs = torch.softmax(torch.randn(37, classes, generator=g), -1).to(dtype)
+    fn = cv.loss_function("cross_entropy")
+    torch.testing.assert_close(fn(logits, labels), F.cross_entropy(logits, labels))
+    torch.testing.assert_close(fn(logits, probs), F.cross_entropy(logits, probs))
+
+
 @pytest.mark.parametrize("loss", LOSS_CASES)
 def test_loss_derivatives_match_autograd(loss):
     g = torch.Generator().manual_seed(0)
