@@ -17,6 +17,11 @@ reset and is dominated by the libraries.) Scratch space that BLAS/LAPACK allocat
 not counted, for any method.
 
     python benchmarks/isaac.py [--quick] [--threads 1] [--repeats N] [--methods isaac zeta kfac]
+    python benchmarks/isaac.py --record paper     # the notebook's Table 2 record at one scale
+
+``--record SCALE`` runs Table 2 with the settings ``TABLE2[SCALE]`` of the notebook ``01_isaac`` and
+stores it as that notebook's experiment record (``results/<scale>/01_isaac/table2-<hash>.json``), the
+same record the notebook's Table 2 cell makes or reads; the paper-scale record adds width 6400.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from curvlab import models
+from curvlab import experiment, models
 from curvlab.experiment import atomic_write_json
 from curvlab.isaac import apply_isaac
 from curvlab.isaac_kfac import KroneckerPreconditioner
@@ -48,6 +53,19 @@ MODELS = {
     "mlp 5x400": lambda: models.mlp([784, 400, 400, 400, 400, 10]),
     "mlp 5x1600": lambda: models.mlp([784, 1600, 1600, 1600, 1600, 10]),
     "auto-encoder": lambda: models.autoencoder(),
+    "mlp 5x6400": lambda: models.mlp([784, 6400, 6400, 6400, 6400, 10]),   # paper scale only
+}
+DEFAULT_MODELS = ["mlp 5x100", "mlp 5x400", "mlp 5x1600", "auto-encoder"]
+METHODS = ["isaac", "zeta", "kfac"]
+# Table 2 of the notebook 01_isaac, per scale (one thread: the paper's one CPU core). K-FAC at width
+# 6400 is not timed: it factorises and solves with eight 6400×6400 matrices per step (several minutes
+# per step on one core; the paper gives no K-FAC time for this width either).
+TABLE2 = {
+    "ci": {"models": DEFAULT_MODELS, "methods": METHODS, "skip": {}, "repeats": 15, "warmup": 2,
+           "budget_s": 3.0, "threads": 1},
+    "paper": {"models": ["mlp 5x100", "mlp 5x400", "mlp 5x1600", "mlp 5x6400", "auto-encoder"],
+              "methods": METHODS, "skip": {"mlp 5x6400": ["kfac"]}, "repeats": 100, "warmup": 5,
+              "budget_s": 60.0, "threads": 1},
 }
 # Table 2, CPU column (one core), ratio to the gradient; None where the transcribed cell is unsure.
 PAPER_TIME = {"isaac": {"mlp 5x100": 3.34 / 2.05, "mlp 5x400": None, "mlp 5x1600": None,
@@ -128,11 +146,14 @@ def bench_model(name: str, methods: list[str], repeats: int, warmup: int, budget
     loss, batches = make_batches(name, 8, torch.Generator().manual_seed(1))
     runners = [Runner(m, copy.deepcopy(base), loss, batches) for m in ["gradient", *methods]]
     times = {r.method: [] for r in runners}
+    warm_start = time.perf_counter()
     for _ in range(warmup):
         start = time.perf_counter()
         for r in runners:
             r.step()
         round_s = time.perf_counter() - start
+        if time.perf_counter() - warm_start > budget / 2:       # very slow rows: warm up less
+            break
     repeats = max(5, min(repeats, int(budget / round_s)))       # slow K-FAC rows get fewer
     for k in range(repeats):
         for r in runners[k % len(runners):] + runners[:k % len(runners)]:
@@ -150,6 +171,28 @@ def bench_model(name: str, methods: list[str], repeats: int, warmup: int, budget
             "time_ratio": statistics.median(times[m]) / base_time,
             "peak_mb": peaks[m] / 2**20, "memory_ratio": peaks[m] / base_peak,
             "paper_time_ratio": PAPER_TIME.get(m, {}).get(name)} for m in times}
+
+
+def _table2_train(cfg: dict, ctx) -> dict:
+    """experiment.run body: Table 2 at the settings ``cfg`` (see ``TABLE2``), on cfg["threads"]."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(cfg["threads"])
+    try:
+        rows = {}
+        for name in cfg["models"]:
+            methods = [m for m in cfg["methods"] if m not in cfg["skip"].get(name, [])]
+            print(f"  {name}: {', '.join(['gradient', *methods])}", flush=True)
+            rows[name] = bench_model(name, methods, cfg["repeats"], cfg["warmup"], cfg["budget_s"])
+    finally:
+        torch.set_num_threads(saved)
+    return {"metrics": rows, "summary": {"threads": cfg["threads"], "cpu": experiment.cpu_name()}}
+
+
+def table2_record(scale: str, force: bool = False) -> dict:
+    """The notebook's Table 2 record at ``scale``: measured now, or read from its cached record."""
+    cfg = {"table": "table 2", "batch": BATCH, "la": LA, "lg": LG, "device": "cpu", **TABLE2[scale]}
+    return experiment.run(_table2_train, cfg, notebook="01_isaac", scale=scale, name="table2",
+                          force=force, device="cpu")
 
 
 @contextlib.contextmanager
@@ -177,10 +220,18 @@ def main(argv=None) -> dict:
                              "rows (default 60, --quick 8)")
     parser.add_argument("--methods", nargs="+", default=["isaac", "zeta", "kfac"],
                         choices=["isaac", "zeta", "kfac"])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
+    parser.add_argument("--record", choices=list(TABLE2), default=None,
+                        help="write the notebook's Table 2 record at this scale instead (see TABLE2)")
+    parser.add_argument("--force", action="store_true", help="with --record: re-measure a cached record")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "isaac.json")
     parser.add_argument("--peers", default=None, help="unused here (K-FAC is curvlab's own); accepted for `make bench`")
     args = parser.parse_args(argv)
+    if args.record:
+        record = table2_record(args.record, force=args.force)
+        print(f"Table 2 record at {args.record} scale ({record['environment']['device_name']}, "
+              f"{record['config']['threads']} thread): {experiment.record_path(record['config'], '01_isaac', args.record, 'table2')}")
+        return record
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (15 if args.quick else 100)
     warmup = 2 if args.quick else 5
