@@ -40,3 +40,18 @@ def test_save_table_markdown():
 
 def test_round_sig():
     assert plotting.round_sig(0.0123456) == 0.012 and plotting.round_sig(98765, 3) == 98800
+
+
+def test_overlapping_writes_of_one_file_do_not_collide(tmp_path):
+    # a second writer of the same file starts while the first is still writing (two processes
+    # rendering one figure): both renames succeed, the last one wins, no temporary file is left
+    target = tmp_path / "fig.csv"
+
+    def outer(tmp):
+        tmp.write_text("first")
+        plotting._atomic(target, lambda inner: inner.write_text("second"))
+        assert target.read_text() == "second"
+
+    plotting._atomic(target, outer)
+    assert target.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.csv"]

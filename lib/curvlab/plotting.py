@@ -8,6 +8,7 @@ for the notebook to print: that printed line is what the notebook check compares
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -91,7 +92,14 @@ def to_markdown(table: pd.DataFrame, float_format: str = "%.4g") -> str:
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    """``write(tmp)`` then rename onto ``path``: readers see the old file or the new one, never half.
+
+    The temporary name is unique (``mkstemp``), so two processes writing the same figure at once do
+    not collide; the last rename wins. It keeps ``path``'s suffix, which matplotlib reads as format.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
     try:
         write(tmp)
         os.replace(tmp, path)
