@@ -181,7 +181,8 @@ def _table2_train(cfg: dict, ctx) -> dict:
         rows = {}
         for name in cfg["models"]:
             methods = [m for m in cfg["methods"] if m not in cfg["skip"].get(name, [])]
-            print(f"  {name}: {', '.join(['gradient', *methods])}", flush=True)
+            if experiment.progress_enabled():                   # quiet in notebooks run headless
+                print(f"  {name}: {', '.join(['gradient', *methods])}", flush=True)
             rows[name] = bench_model(name, methods, cfg["repeats"], cfg["warmup"], cfg["budget_s"])
     finally:
         torch.set_num_threads(saved)
