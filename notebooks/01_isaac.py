@@ -962,14 +962,6 @@ for ds in C3["datasets"]:
 spec = importlib.util.spec_from_file_location("bench_isaac", Path("..") / "benchmarks" / "isaac.py")
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
-# The paper's Table 2, CPU seconds per epoch and peak MB (None: unreadable cell or not given).
-PAPER_TABLE2 = {
-    "mlp 5x100": {"gradient": (2.05, 1.0), "kfac": (62.78, 11.5), "zeta": (8.65, 1.6), "isaac": (3.34, 1.0)},
-    "mlp 5x400": {"gradient": (23.74, 4.8), "kfac": (218.48, 22.4), "zeta": (38.67, 7.7), "isaac": (None, 4.9)},
-    "mlp 5x1600": {"gradient": (187.87, 51.0), "kfac": (6985.48, 212.2), "zeta": (665.80, 85.8), "isaac": (None, 51.4)},
-    "mlp 5x6400": {"gradient": (3439.59, 691.0), "kfac": (None, 3155.3), "zeta": (9673.0, 1197.8), "isaac": (3451.61, 692.5)},
-    "auto-encoder": {"gradient": (78.61, 16.2), "kfac": (1207.58, 70.7), "zeta": (193.25, 33.8), "isaac": (87.39, 16.5)},
-}
 LABEL = {"gradient": "gradient", "kfac": "K-FAC", "zeta": "ζ", "isaac": "ζ*"}
 
 
@@ -979,15 +971,13 @@ def table2_frame(results):
     for name, row in results.items():
         for method in ["gradient", "kfac", "zeta", "isaac"]:
             ours = row.get(method, {})
-            p_time, p_mem = PAPER_TABLE2[name][method]
-            g_time, g_mem = PAPER_TABLE2[name]["gradient"]
             rows.append({"model": name, "method": LABEL[method],
                          "s per epoch (ours)": ours.get("time_ms", np.nan),
                          "time ratio (ours)": ours.get("time_ratio", np.nan),
-                         "time ratio (paper CPU)": p_time / g_time if p_time else np.nan,
+                         "time ratio (paper CPU)": bench.paper_ratio(name, method, 0) or np.nan,
                          "peak MB (ours)": ours.get("peak_mb", np.nan),
                          "memory ratio (ours)": ours.get("memory_ratio", np.nan),
-                         "memory ratio (paper)": p_mem / g_mem if p_mem else np.nan})
+                         "memory ratio (paper)": bench.paper_ratio(name, method, 1) or np.nan})
     return pd.DataFrame(rows)
 
 
@@ -1141,7 +1131,8 @@ if PAPER_FIG5 and SCALE == "ci":
 # **Table 2 at paper scale** (when its record is present): the same measurement with 100 repeats, a
 # 60 s budget per model and width 6400 added, made by `python benchmarks/isaac.py --record paper` on one
 # core of the CPU named in the title. K-FAC is not timed at width 6400 (eight 6400×6400 factorisations
-# and solves per step, minutes per step on one core; the paper gives no K-FAC time there either).
+# and solves per step, by a flop count minutes per step on one core; the paper gives no K-FAC time
+# there either).
 
 # %% tags=["nbval-ignore-output"]
 TABLE2_PAPER_VERDICT = None
@@ -1154,8 +1145,9 @@ if TABLE2_PAPER_RECORD is not None and SCALE == "ci":
     TABLE2_PAPER_VERDICT = table2_verdict(TABLE2_PAPER_RECORD["metrics"])
     z6400 = TABLE2_PAPER_RECORD["metrics"].get("mlp 5x6400", {}).get("isaac")
     if z6400:
-        print(f"width 6400: ζ* / gradient time {z6400['time_ratio']:.3f} (paper: 1.004), "
-              f"memory {z6400['memory_ratio']:.3f} (paper: 1.002)")
+        print(f"width 6400: ζ* / gradient time {z6400['time_ratio']:.3f} "
+              f"(paper: {bench.paper_ratio('mlp 5x6400', 'isaac', 0):.3f}), memory "
+              f"{z6400['memory_ratio']:.3f} (paper: {bench.paper_ratio('mlp 5x6400', 'isaac', 1):.3f})")
 
 # %% [markdown]
 # ## 13. Scorecard

@@ -1336,8 +1336,8 @@ if SCALE == "ci":
 #   a minute: SGN(3) leads at 25 s (94.1 % against the best SGD, SGD(10), at 93.3 %) and at 100 s
 #   (94.3 % against SGD(1) at 94.0 %).
 # * *Fashion-MNIST (ci proxy only).* On the small subset SGD(0.1) and SGN(3) end within a few points
-#   of each other at both scaled-down read-outs, and which one leads follows the timing (it changed
-#   when the cross-entropy became faster), so the reference's unadvertised ordering (SGD(0.1) ahead) is
+#   of each other at both scaled-down read-outs, and which one leads follows the timing (an earlier
+#   run, with a slower cross-entropy, had SGD(0.1) ahead), so the reference's unadvertised ordering (SGD(0.1) ahead) is
 #   neither confirmed nor refuted here; with 16 SGN iterations, 9 of them the 10-CG warm-up, this is a
 #   weak check. The full configuration needs a GPU.
 # * *CIFAR-10 (ci: stand-in only).* After the same 2 epochs SGN(3) is far ahead of every SGD rate on
