@@ -257,6 +257,27 @@ def test_torch_func_grad_and_functional_call():
         torch.testing.assert_close(grads[name], p.grad)
 
 
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_direct_apply_equals_the_public_apply(kind):
+    """The layers skip Function.apply's Python preamble outside torch.func: same values, same grads."""
+    torch.manual_seed(0)
+    if kind == "linear":
+        layer, x = isaac.Linear(6, 4, la=0.3, dtype=DT), rand(5, 6, seed=2)
+        extra = (0.3,)
+        function = isaac._LinearFunction
+    else:
+        layer, x = isaac.Conv2d(2, 3, 3, la=0.3, padding=1, dtype=DT), rand(2, 2, 5, 5, seed=2)
+        extra = (0.3, layer.stride, layer.padding, layer.dilation)
+        function = isaac._Conv2dFunction
+    x.requires_grad_(True)
+    results = []
+    for out in (layer(x), function.apply(x, layer.weight, layer.bias, *extra)):
+        results.append((out, *torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias))))
+    assert type(results[0][0].grad_fn).__name__ == f"{function.__name__}Backward"
+    for direct, public in zip(*results):
+        assert torch.equal(direct, public)
+
+
 def test_vmap_is_refused_rather_than_silently_per_example():
     layer = isaac.Linear(3, 2, la=1.0, dtype=DT)
     with pytest.raises(RuntimeError, match="vmap"):
