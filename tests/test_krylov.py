@@ -42,6 +42,19 @@ def test_cg_on_tuples_of_tensors_matches_flat():
     assert info_tuple.iterations == info_flat.iterations == 5
 
 
+def test_on_step_step_lengths_rebuild_the_solution_from_the_products():
+    A, b = spd(15), rhs(15)
+    seen, steps = [], []
+
+    def matvec(v):
+        seen.append(v.clone())
+        return A @ v
+    x, info = K.conjugate_gradient(matvec, b, max_iter=6, tol=0.0, on_step=steps.append,
+                                   preconditioner=lambda r: r / A.diagonal())
+    assert len(steps) == len(seen) == info.iterations == 6
+    torch.testing.assert_close(sum(a * p for a, p in zip(steps, seen)), x)
+
+
 def test_cg_honours_iteration_cap():
     A, b = spd(30), rhs(30)
     calls = []

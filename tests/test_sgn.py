@@ -255,6 +255,21 @@ def test_momentum_bias_correction_and_prediction_rules():
 
 # ------------------------------------------------------------------------------------------ resume
 
+def test_trial_points_through_the_line_shortcut_equal_a_plain_forward():
+    """SGN evaluates trial losses from the moved first layer (traced method) or by a full forward
+    pass (jvp method): the same steps in float64."""
+    runs = {}
+    for method in ("traced", "jvp"):
+        model, x, y = classification()
+        opt = SGN(model, "cross_entropy", rho=1e-2, cg_max_iter=4, cg_warmup_iter=4, method=method)
+        runs[method] = ([opt.step(x, y) for _ in range(3)], params_of(model))
+    (stats_t, params_t), (stats_j, params_j) = runs["traced"], runs["jvp"]
+    for a, b in zip(stats_t, stats_j):
+        assert a.trial_loss == pytest.approx(b.trial_loss, rel=1e-12) and a.alpha == b.alpha
+    for a, b in zip(params_t, params_j):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_resume_is_bit_identical(tmp_path):
     def batches():
         g = torch.Generator().manual_seed(5)

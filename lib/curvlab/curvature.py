@@ -53,6 +53,13 @@ Three ways to apply J to many vectors at one point (``GGNOperator(method=...)``)
   is built once per point.
 
 ``benchmarks/sgn.py`` measures all three against a gradient step.
+
+Outputs along a line (traced method): a line search needs f(theta + s Delta) for a few s, with Delta a
+combination sum_k a_k v_k of the vectors the operator was applied to (a CG solution). The layers that
+are affine in theta and read only the inputs (the first ``x W^T + b`` or convolution) move exactly as
+``value + s * (J_layer Delta)``, and each product has already computed ``J_layer v_k``. So
+``GGNOperator.record_step`` accumulates ``sum_k a_k J_layer v_k`` (pass it to ``conjugate_gradient``
+as ``on_step``) and ``outputs_on_line`` runs the network from the moved first layer on.
 """
 from __future__ import annotations
 
@@ -335,9 +342,101 @@ def _drop_zero_tangents(graph: torch.fx.Graph) -> None:
     graph.eliminate_dead_code()
 
 
+
+# Ops through which an affine function of the parameters stays affine (first argument carries it).
+_SHAPE_OPS = _ZERO_IF_FIRST                                # views, copies and neg are linear in arg 0
+_CONST, _PARAM, _AFFINE, _OTHER = "const", "param", "affine", "other"
+
+
+def _affine_kinds(graph: torch.fx.Graph, param_nodes: set, data_nodes: set) -> dict:
+    """Classify each node of the primal trace as a function of (params, data).
+
+    ``const``: depends on data only; ``param``: an affine function of the parameters alone (views,
+    sums, scalings); ``affine``: affine in the parameters with data-dependent coefficients, such as
+    the first layer's ``x W^T + b`` or ``conv(x, W) + b``; ``other``: anything else (after a
+    nonlinearity, or a product of two parameter-dependent factors). Only ``affine`` nodes can be
+    moved along a line exactly by ``value(theta + s d) = value(theta) + s * (tangent along d)``.
+    The rules are conservative; every candidate is also checked numerically before use.
+    """
+    kind: dict = {}
+
+    def k(a):
+        return kind.get(a, _CONST) if isinstance(a, torch.fx.Node) else _CONST
+
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            kind[node] = _PARAM if node in param_nodes else _CONST if node in data_nodes else _OTHER
+            continue
+        if node.op != "call_function":
+            continue
+        t, args = node.target, node.args
+        tensor_args = [a for a in node.all_input_nodes]
+        kinds = {k(a) for a in tensor_args}
+        if kinds <= {_CONST}:
+            kind[node] = _CONST
+        elif t in _SHAPE_OPS or t in (aten.neg.default, aten.mul.Scalar, aten.div.Scalar):
+            kind[node] = k(args[0]) if all(a is args[0] for a in tensor_args) else _OTHER
+        elif t in (aten.add.Tensor, aten.sub.Tensor):
+            kind[node] = _OTHER if _OTHER in kinds else _AFFINE if _AFFINE in kinds or _CONST in kinds \
+                else _PARAM
+        elif t in (aten.mm.default, aten.bmm.default, aten.mul.Tensor):
+            a, b = k(args[0]), k(args[1])
+            kind[node] = _AFFINE if {a, b} in ({_CONST, _PARAM}, {_CONST, _AFFINE}) else _OTHER
+        elif t == aten.addmm.default:
+            c, a, b = k(args[0]), k(args[1]), k(args[2])
+            product = _AFFINE if {a, b} in ({_CONST, _PARAM}, {_CONST, _AFFINE}) else \
+                _CONST if a == b == _CONST else _OTHER
+            kind[node] = _OTHER if _OTHER in (c, product) else _AFFINE
+        elif t == aten.convolution.default:
+            x, w, bias = k(args[0]), k(args[1]), k(args[2])
+            ok = x == _CONST and w in (_PARAM, _AFFINE) and bias in (_CONST, _PARAM, _AFFINE)
+            kind[node] = _AFFINE if ok else _OTHER
+        else:
+            kind[node] = _OTHER
+    return kind
+
+
+def _is_pure(node: torch.fx.Node) -> bool:
+    """No mutation and no random numbers: the node can be re-run, or skipped, freely."""
+    if node.op != "call_function":
+        return True
+    target = node.target
+    schema = getattr(target, "_schema", None)
+    if schema is not None and schema.is_mutable:
+        return False
+    return torch.Tag.nondeterministic_seeded not in getattr(target, "tags", ())
+
+
+def _run(gm: torch.fx.GraphModule, args: Sequence[Tensor]) -> dict:
+    """Every node's value for one evaluation of ``gm`` (build time only)."""
+    env: dict = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            env[n] = super().run_node(n)
+            return env[n]
+
+    with torch.no_grad():
+        Recorder(gm).run(*args)
+    return env
+
+
 class _SplitLinearization:
-    """Two graph modules: ``primal(*params, *frozen, *inputs) -> (outputs, boundary)`` and
-    ``tangent(*boundary, *tangents) -> J tangents``."""
+    """Graph modules cut from one trace of the forward-mode linearisation:
+
+    - ``primal(*params, *frozen, *inputs) -> (outputs, boundary, frontier)``;
+    - ``tangent(*boundary, *tangents) -> J tangents``;
+    - ``tangent_line(*boundary, *tangents) -> (J tangents, frontier tangents)``;
+    - ``trial(*params, *frozen, *inputs, *frontier) -> outputs``, or None.
+
+    The *frontier* (often just the first layer's ``x W^T + b``) are the intermediate values that are
+    affine in the parameters and feed nonlinear work. Along a line theta + s d they move exactly as
+    ``value + s * (their tangent along d)``, and the tangent pass computes those tangents anyway. So
+    the network at a trial point of a line search costs the ``trial`` graph, which starts from the
+    moved frontier and skips the first layer's matmul or convolution (for an MNIST MLP, the widest
+    layer by far). Each frontier node is paired with its tangent node and checked numerically at
+    build time; nodes that fail the check are left out.
+    """
 
     def __init__(self, model: nn.Module, names: list[str], frozen_names: list[str],
                  example: Tensors, n_inputs: int):
@@ -382,24 +481,97 @@ class _SplitLinearization:
             if node.op == "output" or node in in_tangent:
                 continue
             env[node] = primal_graph.node_copy(node, lambda a: env[a])
-        primal_graph.output((env[primal_out], tuple(env[b] for b in boundary)))
+        frontier, frontier_tangents = self._pair_frontier(gm, graph, example, n_p, in_tangent, primal_out)
+        primal_graph.output((env[primal_out], tuple(env[b] for b in boundary),
+                             tuple(env[f] for f in frontier)))
 
-        tangent_graph, tenv = torch.fx.Graph(), {}
-        for b in boundary:
-            tenv[b] = tangent_graph.placeholder(f"boundary_{b.name}")
-        for node in graph.nodes:
-            if node in in_tangent:
-                tenv[node] = tangent_graph.node_copy(node, lambda a: tenv[a])
-        tangent_graph.output(tenv[tangent_out])
+        def tangent_part(extra: list) -> torch.fx.Graph:
+            """The nodes that depend on the tangents; returns J v (and the ``extra`` nodes' values)."""
+            g, tenv = torch.fx.Graph(), {}
+            for b in boundary:
+                tenv[b] = g.placeholder(f"boundary_{b.name}")
+            for node in graph.nodes:
+                if node in in_tangent:
+                    tenv[node] = g.node_copy(node, lambda a: tenv[a])
+            g.output((tenv[tangent_out], tuple(tenv[q] for q in extra)) if extra is not None else tenv[tangent_out])
+            return g
 
-        for g in (primal_graph, tangent_graph):
+        tangent_graph, line_graph = tangent_part(None), tangent_part(frontier_tangents)
+
+        trial_graph = None
+        if frontier:
+            trial_graph, renv = torch.fx.Graph(), {}
+            for node in graph.nodes:                      # the primal placeholders first, in order
+                if node.op == "placeholder" and node not in in_tangent:
+                    renv[node] = trial_graph.node_copy(node, lambda a: renv[a])
+            for i, f in enumerate(frontier):
+                renv[f] = trial_graph.placeholder(f"frontier_{i}")
+            for node in graph.nodes:
+                if node.op in ("placeholder", "output") or node in in_tangent or node in renv:
+                    continue
+                renv[node] = trial_graph.node_copy(node, lambda a: renv[a])
+            trial_graph.output(renv[primal_out])
+
+        graphs = [g for g in (primal_graph, tangent_graph, line_graph, trial_graph) if g is not None]
+        for g in graphs:
             g.eliminate_dead_code()
             for node in g.nodes:                          # do not keep trace-time tensors alive
                 node.meta.pop("val", None)
                 node.meta.pop("tensor_meta", None)
         self.primal = torch.fx.GraphModule(gm, primal_graph)
         self.tangent = torch.fx.GraphModule(gm, tangent_graph)
+        self.tangent_line = torch.fx.GraphModule(gm, line_graph)
+        self.trial = torch.fx.GraphModule(gm, trial_graph) if trial_graph is not None else None
         self.n_boundary = len(boundary)
+        self.n_frontier = len(frontier)
+
+    @staticmethod
+    def _pair_frontier(gm: torch.fx.GraphModule, graph: torch.fx.Graph, example: Tensors, n_p: int,
+                       in_tangent: set, primal_out: torch.fx.Node) -> tuple[list, list]:
+        """Frontier nodes of the primal part and, for each, the tangent node that carries its tangent.
+
+        Candidates come from :func:`_affine_kinds`. A pair (P, Q) is kept when, at the example point
+        theta and a random direction d, ``P(theta + d) - P(theta)`` and ``P(theta + 2 d) - P(theta)``
+        equal ``Q(d)`` and ``2 Q(d)`` (affinity and pairing both checked). Models with in-place or
+        random ops get no frontier: skipping part of them could change what they compute.
+        """
+        nodes = list(graph.nodes)
+        placeholders = [n for n in nodes if n.op == "placeholder"]
+        params, data = set(placeholders[:n_p]), set(placeholders[n_p:len(example)])
+        if not all(_is_pure(n) for n in nodes):
+            return [], []
+        kind = _affine_kinds(graph, params, data)
+        frontier = [n for n in nodes if n not in in_tangent and kind.get(n) == _AFFINE
+                    and (n is primal_out or any(kind.get(u) == _OTHER for u in n.users if u not in in_tangent))]
+        if not frontier:
+            return [], []
+        gen = torch.Generator().manual_seed(0)                # a local generator: global RNG untouched
+        point = list(example)
+        direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
+                     * (float(p.detach().abs().mean()) + 0.1) for p in example[:n_p]]
+        try:
+            at = [_run(gm, [*[p + c * d for p, d in zip(point[:n_p], direction)], *point[n_p:], *direction])
+                  for c in (0.0, 1.0, 2.0)]
+        except Exception:                                 # e.g. an op without a real kernel here
+            return [], []
+        candidates = [q for q in nodes if q in in_tangent and q.op == "call_function"]
+        kept, tangents = [], []
+        for f in frontier:
+            v0, v1, v2 = (at[i].get(f) for i in range(3))
+            if not all(isinstance(v, Tensor) for v in (v0, v1, v2)):
+                continue
+            diff, scale = v1 - v0, float(v0.abs().max() + (v1 - v0).abs().max()) + 1e-30
+            tol = 1e-4 * scale if v0.dtype == torch.float64 else 2e-3 * scale
+            if not float((v2 - v0 - 2 * diff).abs().max()) <= 2 * tol:
+                continue                                  # not affine after all
+            for q in candidates:
+                vq = at[0].get(q)
+                if isinstance(vq, Tensor) and vq.shape == diff.shape and vq.dtype == diff.dtype \
+                        and float((vq - diff).abs().max()) <= tol:
+                    kept.append(f)
+                    tangents.append(q)
+                    break
+        return kept, tangents
 
 
 # model -> {signature: _SplitLinearization}; entries vanish with the model.
@@ -485,6 +657,12 @@ class GGNOperator:
             if method == "traced" else None
         self.method = "jvp" if method == "traced" and split is None else method
         self._gradient: Tensors | None = None
+        self._trial = split.trial if split is not None else None
+        self._trial_args = (tuple(frozen.values()), inputs)
+        self._model, self._frozen_names = model, list(frozen)
+        self._frontier: Tensors = ()
+        self._frontier_step: list[Tensor] | None = None       # sum_k a_k (tangent of v_k) at the frontier
+        self._last_frontier: Tensors | None = None
 
         with torch.enable_grad():
             if self.method == "jvp":
@@ -493,9 +671,10 @@ class GGNOperator:
             else:
                 self._leaves = tuple(p.detach().requires_grad_(True) for p in self.params)
                 if self.method == "traced":
-                    outputs, boundary = split.primal(*self._leaves, *frozen.values(), *inputs)
+                    outputs, boundary, frontier = split.primal(*self._leaves, *frozen.values(), *inputs)
                     self._boundary = tuple(b.detach() for b in boundary)
-                    self._tangent = split.tangent
+                    self._frontier = tuple(f.detach() for f in frontier)
+                    self._tangent = split.tangent_line if self._trial is not None else split.tangent
                 else:
                     outputs = model_function(model, inputs, self.names)(*self._leaves)
             self._graph_outputs = outputs
@@ -528,7 +707,10 @@ class GGNOperator:
         vector = _check_vector(vector, self.params)
         if self.method == "traced":
             with torch.no_grad():
-                return self._tangent(*self._boundary, *vector)
+                if self._trial is None:
+                    return self._tangent(*self._boundary, *vector)
+                jv, self._last_frontier = self._tangent(*self._boundary, *vector)
+                return jv
         if self.method == "jvp":
             return torch.func.jvp(self._f, self.params, vector)[1]
         if not self._jtu:
@@ -550,6 +732,50 @@ class GGNOperator:
         return self.vector_jacobian_product(self._hessian_product(jv))
 
     matvec = __call__
+
+    # ------------------------------------------------------------------ outputs along a line
+    @property
+    def has_line_shortcut(self) -> bool:
+        """Whether :meth:`outputs_on_line` skips the affine first layers (traced method, pure model)."""
+        return self._trial is not None
+
+    def record_step(self, a: float) -> None:
+        """Note that the line's direction moved by ``a`` times the vector of the most recent product.
+
+        Pass it as ``conjugate_gradient(..., on_step=op.record_step)``: then the direction
+        ``Delta = sum_k a_k v_k`` of the CG solution is known at the frontier without a product.
+        A no-op without the shortcut.
+        """
+        if self._trial is None:
+            return
+        if self._last_frontier is None:
+            raise RuntimeError("record_step needs a product first (it refers to the last vector applied)")
+        if self._frontier_step is None:
+            self._frontier_step = torch._foreach_mul(list(self._last_frontier), a)
+        else:
+            torch._foreach_add_(self._frontier_step, list(self._last_frontier), alpha=a)
+        self._last_frontier = None                        # recorded; do not hold it (conv: batch-sized)
+
+    def outputs_on_line(self, params: Sequence[Tensor], s: float) -> Tensor:
+        """Network outputs at ``params = theta + s * Delta``, ``Delta`` the recorded direction.
+
+        ``params`` must be that point (in ``parameter_names`` order); ``Delta = sum_k a_k v_k`` from
+        :meth:`record_step` (zero if nothing was recorded). With the shortcut, the frontier values
+        (first layers, affine in theta) are ``value(theta) + s * sum_k a_k (J_frontier v_k)``, exact up
+        to round-off, and the rest of the network runs on ``params``; otherwise the whole network
+        runs on ``params``. No autograd graph is built.
+        """
+        params = tuple(params)
+        frozen, inputs = self._trial_args
+        with torch.no_grad():
+            if self._trial is None:
+                return functional_call(self._model, {**dict(zip(self._frozen_names, frozen)),
+                                                     **dict(zip(self.names, params))}, inputs)
+            if self._frontier_step is None:
+                moved = self._frontier
+            else:
+                moved = torch._foreach_add(list(self._frontier), self._frontier_step, alpha=s)
+            return self._trial(*params, *frozen, *inputs, *moved)
 
 
 def ggn_vector_product(model: nn.Module, loss: str, inputs: InputsLike, targets: Tensor,

@@ -111,7 +111,8 @@ class CGInfo:
 
 def conjugate_gradient(matvec: MatVec, rhs: Vector, x0: Optional[Vector] = None, *,
                        max_iter: Optional[int] = None, tol: float = 1e-6, min_iter: int = 0,
-                       preconditioner: Optional[MatVec] = None) -> tuple[Vector, CGInfo]:
+                       preconditioner: Optional[MatVec] = None,
+                       on_step: Optional[Callable[[float], None]] = None) -> tuple[Vector, CGInfo]:
     """Solve ``A x = b`` for symmetric positive definite ``A`` given as ``matvec``.
 
     Textbook preconditioned CG (Nocedal & Wright, *Numerical Optimization*, Alg. 5.3) with
@@ -175,6 +176,8 @@ def conjugate_gradient(matvec: MatVec, rhs: Vector, x0: Optional[Vector] = None,
         a = ry / pq
         x.add_(p, alpha=a)                              # x += a p
         r.sub_(q, alpha=a)                              # r -= a A p
+        if on_step is not None:
+            on_step(a)
         res = float(r.abs().max())
         k += 1
     info = CGInfo(iterations=k, residual_norm=res, converged=bool(res <= tol), breakdown=breakdown,
