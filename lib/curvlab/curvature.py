@@ -342,9 +342,8 @@ def _drop_zero_tangents(graph: torch.fx.Graph) -> None:
     graph.eliminate_dead_code()
 
 
-
-# Ops through which an affine function of the parameters stays affine (first argument carries it).
-_SHAPE_OPS = _ZERO_IF_FIRST                                # views, copies and neg are linear in arg 0
+# Ops whose value is linear in their first argument alone (views, copies, negation, scalar scaling).
+_LINEAR_IN_FIRST = _ZERO_IF_FIRST | {aten.mul.Scalar, aten.div.Scalar}
 _CONST, _PARAM, _AFFINE, _OTHER = "const", "param", "affine", "other"
 
 
@@ -367,14 +366,15 @@ def _affine_kinds(graph: torch.fx.Graph, param_nodes: set, data_nodes: set) -> d
         if node.op == "placeholder":
             kind[node] = _PARAM if node in param_nodes else _CONST if node in data_nodes else _OTHER
             continue
-        if node.op != "call_function":
+        if node.op != "call_function":                   # get_attr: a constant of the trace
+            kind[node] = _CONST if node.op == "get_attr" else _OTHER
             continue
         t, args = node.target, node.args
-        tensor_args = [a for a in node.all_input_nodes]
+        tensor_args = node.all_input_nodes
         kinds = {k(a) for a in tensor_args}
         if kinds <= {_CONST}:
             kind[node] = _CONST
-        elif t in _SHAPE_OPS or t in (aten.neg.default, aten.mul.Scalar, aten.div.Scalar):
+        elif t in _LINEAR_IN_FIRST:
             kind[node] = k(args[0]) if all(a is args[0] for a in tensor_args) else _OTHER
         elif t in (aten.add.Tensor, aten.sub.Tensor):
             kind[node] = _OTHER if _OTHER in kinds else _AFFINE if _AFFINE in kinds or _CONST in kinds \

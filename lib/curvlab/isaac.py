@@ -65,7 +65,8 @@ def solve_spd(matrix: Tensor, rhs: Tensor, *, left: bool = True) -> Tensor:
     factor, info = torch.linalg.cholesky_ex(matrix)
     # info == 0 with a finite diagonal implies a finite factor, hence a finite matrix. (A finite
     # diagonal whose sum overflows only sends an extreme case down the LU path.)
-    if int(info) == 0 and math.isfinite(float(factor.diagonal().sum())):
+    # detach: inside torch.func.grad the factor tracks gradients, and reading a scalar from it warns
+    if int(info) == 0 and math.isfinite(float(factor.diagonal().detach().sum())):
         right = rhs.mT if left else rhs
         y = torch.linalg.solve_triangular(factor.mT, right, upper=True, left=False)
         x = torch.linalg.solve_triangular(factor, y, upper=False, left=False)
