@@ -278,6 +278,19 @@ def test_direct_apply_equals_the_public_apply(kind):
         assert torch.equal(direct, public)
 
 
+def test_direct_apply_takes_the_public_path_only_under_torch_func(monkeypatch):
+    """Outside torch.func the public Function.apply is not called; inside a transform it is."""
+    calls = []
+    public = isaac._LinearFunction.apply
+    monkeypatch.setattr(isaac._LinearFunction, "apply", lambda *a: calls.append(1) or public(*a))
+    fast = isaac._direct_apply(isaac._LinearFunction)
+    w, b, x = rand(4, 6, seed=1), rand(4, seed=2), rand(5, 6, seed=3)
+    fast(x, w, b, 0.3)
+    assert calls == []
+    torch.func.grad(lambda w_: fast(x, w_, b, 0.3).square().sum())(w)
+    assert calls                     # (torch.func may re-enter apply once per level)
+
+
 def test_vmap_is_refused_rather_than_silently_per_example():
     layer = isaac.Linear(3, 2, la=1.0, dtype=DT)
     with pytest.raises(RuntimeError, match="vmap"):

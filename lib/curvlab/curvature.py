@@ -659,7 +659,7 @@ class GGNOperator:
         self._gradient: Tensors | None = None
         self._trial = split.trial if split is not None else None
         self._trial_args = (tuple(frozen.values()), inputs)
-        self._model, self._frozen_names = model, list(frozen)
+        self._model = model
         self._frontier: Tensors = ()
         self._frontier_step: list[Tensor] | None = None       # sum_k a_k (tangent of v_k) at the frontier
         self._last_frontier: Tensors | None = None
@@ -769,8 +769,7 @@ class GGNOperator:
         frozen, inputs = self._trial_args
         with torch.no_grad():
             if self._trial is None:
-                return functional_call(self._model, {**dict(zip(self._frozen_names, frozen)),
-                                                     **dict(zip(self.names, params))}, inputs)
+                return model_function(self._model, inputs, self.names)(*params)
             if self._frontier_step is None:
                 moved = self._frontier
             else:

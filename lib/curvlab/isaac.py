@@ -170,8 +170,8 @@ def _direct_apply(function: type) -> Callable[..., Tensor]:
     The preamble binds the arguments to ``forward``'s signature (a no-op for our all-positional,
     default-free calls) and unwraps dead ``torch.func`` wrappers (there are none unless an argument
     is a ``torch.func`` tensor), then calls the C++ ``apply``, which runs ``forward`` and
-    ``setup_context``. It costs about 10 µs per call, a few percent of a 5×400 MLP step at batch 60
-    with five ISAAC layers. Under an active ``torch.func`` transform, or for a wrapped argument, the
+    ``setup_context``. It costs about 18 µs per call (one thread, AMD EPYC, torch 2.13: 224 against
+    206 µs for a 400→400 layer's forward at batch 60), about 2 % of a 5×400 MLP step per layer. Under an active ``torch.func`` transform, or for a wrapped argument, the
     public ``apply`` is used, so ``torch.func.grad`` / ``functional_call`` work as before.
     """
     public = function.apply

@@ -14,8 +14,8 @@ Each iteration, on one minibatch (inputs, targets) with batch loss L, gradient g
 
 The curvature products come from ``curvlab.curvature.GGNOperator`` (one linearisation per iteration:
 outputs, loss and gradient from one forward/backward pass, then one tangent pass + one backward pass
-per CG iteration) and the solver from ``curvlab.krylov.conjugate_gradient``. Trial points cost less
-than a forward pass: the first layers are affine in theta, so their outputs at theta + alpha Delta are
+per CG iteration) and the solver from ``curvlab.krylov.conjugate_gradient``. With the default traced
+products, trial points cost less than a forward pass: the first layers are affine in theta, so their outputs at theta + alpha Delta are
 ``value + alpha * (their tangent along Delta)``, and CG's tangent passes have already computed those
 tangents for each of its directions (``GGNOperator.outputs_on_line``). For an MLP on MNIST this skips
 the 784-wide matmul, which is most of the network's forward cost.
