@@ -73,6 +73,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .linalg import flatten, unflatten_like
+
 Tensors = tuple[Tensor, ...]
 ParamsLike = Union[Sequence[Tensor], Mapping[str, Tensor], None]
 InputsLike = Union[Tensor, Sequence[Tensor]]
@@ -91,19 +93,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 # Flat-vector helpers
 # --------------------------------------------------------------------------------------------------
-
-def flatten(tensors: Sequence[Tensor]) -> Tensor:
-    """Concatenate tensors into one flat vector (P,)."""
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def unflatten_like(flat: Tensor, like: Sequence[Tensor]) -> Tensors:
-    """Split a flat vector (P,) into a tuple of tensors shaped like ``like``."""
-    sizes = [t.numel() for t in like]
-    if flat.numel() != sum(sizes):
-        raise ValueError(f"flat vector has {flat.numel()} entries, the shapes need {sum(sizes)}")
-    return tuple(c.view_as(t) for c, t in zip(torch.split(flat.reshape(-1), sizes), like))
-
 
 # --------------------------------------------------------------------------------------------------
 # Losses: value, gradient and Hessian with respect to the network outputs, in closed form
