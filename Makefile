@@ -16,7 +16,7 @@ export PYTHONHASHSEED   := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test unit reproduce lab sync bench lock clean
+.PHONY: help setup data test unit lint reproduce lab sync bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,11 +33,14 @@ setup: $(VENV)/.installed  ## create .venv with the pinned packages and curvlab 
 data: setup  ## fetch the datasets into data/ and report each one's state
 	$(PY) -m curvlab.fetch
 
-test: setup data  ## unit tests + nbval on every committed notebook
-	CURVLAB_PROGRESS=0 $(PY) -m pytest -q -p no:cacheprovider tests notebooks $(NBVAL)
+test: setup data  ## unit tests, docstring examples, and nbval on every committed notebook
+	CURVLAB_PROGRESS=0 $(PY) -m pytest -q -p no:cacheprovider --doctest-modules lib/curvlab tests notebooks $(NBVAL)
 
-unit: setup  ## unit tests only (no notebooks)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+unit: setup  ## unit tests and docstring examples (no notebooks)
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules lib/curvlab tests
+
+lint: setup  ## ruff: pyflakes, pycodestyle, import order, Google-style docstrings (pyproject.toml)
+	$(VENV)/bin/ruff check lib tests benchmarks tools notebooks/*.py
 
 reproduce: setup data  ## run every notebook headless (SCALE=ci|paper), regenerate figures/ and tables/
 	@set -e; for py in $(NOTEBOOKS); do \
