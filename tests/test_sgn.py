@@ -1,15 +1,15 @@
 """SGN: limits with known answers, the damping and line-search rules, robustness and resuming."""
 import io
 import math
+import re
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from curvlab import models
-from curvlab.sgn import SGN, rho_schedule_value, sgn_reference_init, trust_region_update
+from curvlab.sgn import SGN, SGNConfig
 
 
 @pytest.fixture(autouse=True)
@@ -111,18 +111,6 @@ def test_huge_damping_gives_gradient_descent_with_step_one_over_rho():
 
 # ------------------------------------------------------------------------------------------ damping
 
-def test_trust_region_rule():
-    assert trust_region_update(1.0, 0.1, 1e-6) == 1.5
-    assert trust_region_update(1.0, -3.0, 1e-6) == 1.5
-    assert trust_region_update(1.0, -math.inf, 1e-6) == 1.5      # non-finite trial loss
-    assert trust_region_update(1.0, 0.5, 1e-6) == 1.0
-    assert trust_region_update(1.0, 0.25, 1e-6) == 1.0           # thresholds are strict
-    assert trust_region_update(1.0, 0.75, 1e-6) == 1.0
-    assert trust_region_update(1.0, 0.9, 1e-6) == pytest.approx(1 / 1.5)
-    assert trust_region_update(1.2e-6, 0.9, 1e-6) == 1e-6        # floor
-    assert trust_region_update(1.0, math.nan, 1e-6) == 1.0       # 0/0: nothing predicted
-
-
 def test_trust_region_in_a_step_with_known_ratio():
     # least squares: the quadratic model is exact up to the damping, ratio ~ 1 -> rho decreases to the floor
     model, X, y, _ = least_squares()
@@ -139,15 +127,7 @@ def test_trust_region_in_a_step_with_known_ratio():
     assert stats.trust_ratio < 0 and stats.next_rho == pytest.approx(1.5e-8) and opt.rho == stats.next_rho
 
 
-def test_rho_schedules():
-    assert rho_schedule_value("const", 7, 1e-3, 1e-6, 10) == 1e-3
-    assert rho_schedule_value("linear", 1, 1e-3, 1e-5, 3) == 1e-3
-    assert rho_schedule_value("linear", 2, 1e-3, 1e-5, 3) == pytest.approx(0.5 * (1e-3 + 1e-5))
-    assert rho_schedule_value("linear", 3, 1e-3, 1e-5, 3) == pytest.approx(1e-5)
-    assert rho_schedule_value("linear", 9, 1e-3, 1e-5, 3) == 1e-5
-    assert rho_schedule_value("cos", 1, 1.0, 1e-6, 4) == pytest.approx(math.cos(math.pi / 8))
-    assert rho_schedule_value("cos", 4, 1.0, 1e-6, 4) == 1e-6
-    assert rho_schedule_value("cos", 5, 1.0, 1e-6, 4) == 1e-6
+def test_rho_schedule_in_steps():
     model, x, y = classification()
     opt = SGN(model, "cross_entropy", rho=1e-3, rho_min=1e-5, trust_region=False, rho_schedule="linear",
               schedule_steps=3, cg_max_iter=2, cg_warmup_steps=0)
@@ -174,7 +154,8 @@ def expected_alpha(rule, c, w0=1.2, rho=1e-8, max_backtracks=10):
         alpha, n = alpha / 2, n + 1
 
 
-@pytest.mark.parametrize("rule,c", [("armijo", 1e-4), ("armijo", 0.5), ("reference", 1e-4), ("reference", 0.5)])
+@pytest.mark.parametrize("rule,c", [("armijo", 1e-4), ("armijo", 0.5), ("reference", 1e-4),
+                                    ("reference", 0.5)])
 def test_line_search_backtracks_when_the_full_step_overshoots(rule, c):
     model = Sine()
     opt = SGN(model, "mse", rho=1e-8, rho_min=1e-9, cg_warmup_steps=0, line_search_rule=rule, armijo_c=c)
@@ -264,6 +245,8 @@ def test_trial_points_through_the_line_shortcut_equal_a_plain_forward():
         opt = SGN(model, "cross_entropy", rho=1e-2, cg_max_iter=4, cg_warmup_iter=4, method=method)
         runs[method] = ([opt.step(x, y) for _ in range(3)], params_of(model))
     (stats_t, params_t), (stats_j, params_j) = runs["traced"], runs["jvp"]
+    assert all(s.line_shortcut for s in stats_t)              # the shortcut did run...
+    assert not any(s.line_shortcut for s in stats_j)          # ...and the plain forward here
     for a, b in zip(stats_t, stats_j):
         assert a.trial_loss == pytest.approx(b.trial_loss, rel=1e-12) and a.alpha == b.alpha
     for a, b in zip(params_t, params_j):
@@ -301,6 +284,28 @@ def test_resume_is_bit_identical(tmp_path):
         assert torch.equal(p, q)
 
 
+def test_state_round_trip_resumes_identically():
+    model, x, y = classification()
+    twin, _, _ = classification()
+    kwargs = dict(beta=0.5, cg_max_iter=2, cg_warmup_steps=0)
+    opt, ref = SGN(model, "cross_entropy", **kwargs), SGN(twin, "cross_entropy", **kwargs)
+    for _ in range(2):
+        opt.step(x, y), ref.step(x, y)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "sgn": opt.state_dict()}, buf)
+    buf.seek(0)
+    checkpoint = torch.load(buf)
+    fresh, _, _ = classification()
+    fresh.load_state_dict(checkpoint["model"])
+    resumed = SGN(fresh, "cross_entropy", **kwargs)
+    resumed.load_state_dict(checkpoint["sgn"])
+    assert resumed.step_count == 2 and resumed.rho == ref.rho
+    assert checkpoint["sgn"]["config"] == ref.config.as_dict()
+    for _ in range(2):
+        assert resumed.step(x, y).as_dict() == ref.step(x, y).as_dict()
+    assert all(torch.equal(p, q) for p, q in zip(fresh.parameters(), twin.parameters()))
+
+
 def test_load_state_dict_validates():
     model, _, _ = classification()
     opt = SGN(model, "cross_entropy", beta=0.5)
@@ -309,10 +314,91 @@ def test_load_state_dict_validates():
     bad = {"step": 1, "rho": 1e-3, "momentum": [torch.zeros(2)], "momentum_steps": 1}
     with pytest.raises(ValueError, match="momentum"):
         opt.load_state_dict(bad)
-    buf = io.BytesIO()
-    torch.save(opt.state_dict(), buf)
-    buf.seek(0)
-    opt.load_state_dict(torch.load(buf))
+
+
+@pytest.mark.parametrize("entry,value", [
+    ("rho", math.nan), ("rho", -5.0), ("rho", 0.0), ("rho", math.inf), ("rho", "1e-3"),
+    ("step", -1), ("step", 1.5), ("momentum_steps", 3), ("momentum", torch.full((57,), math.nan)),
+    ("momentum", torch.zeros(3)),
+])
+def test_invalid_checkpoint_is_refused_and_leaves_the_state(entry, value):
+    model, x, y = classification()
+    opt = SGN(model, "cross_entropy", beta=0.5, cg_max_iter=2, cg_warmup_steps=0)
+    opt.step(x, y), opt.step(x, y)
+    before = opt.state_dict()
+    state = {**before, entry: value}
+    with pytest.raises(ValueError, match=entry):
+        opt.load_state_dict(state)
+    after = opt.state_dict()
+    assert after.keys() == before.keys()
+    for key in before:
+        if isinstance(before[key], torch.Tensor):
+            assert torch.equal(after[key], before[key])
+        else:
+            assert after[key] == before[key]
+    stats = opt.step(x, y)                       # still a working optimizer, at the old rho
+    assert stats.rho == before["rho"] and stats.cg_iterations == 2
+
+
+# ------------------------------------------------------------------------------------------ model and batch
+
+def test_empty_batch_raises_and_changes_nothing():
+    model, x, y = classification()
+    before = params_of(model)
+    opt = SGN(model, "cross_entropy")
+    with pytest.raises(ValueError, match="non-empty batch"):
+        opt.step(x[:0], y[:0])
+    assert opt.step_count == 0 and all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
+def bn_model(track=True):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6, track_running_stats=track), nn.Tanh(),
+                         nn.Linear(6, 3))
+
+
+@pytest.mark.parametrize("make,name", [
+    (bn_model, "1 (BatchNorm1d)"),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.Dropout(0.2), nn.Linear(6, 3)), "1 (Dropout)"),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.RReLU(), nn.Linear(6, 3)), "1 (RReLU)"),
+    (lambda: nn.Sequential(nn.Linear(5, 6), nn.Sequential(nn.Tanh(), nn.AlphaDropout(0.1)), nn.Linear(6, 3)),
+     "1.1 (AlphaDropout)"),
+])
+@pytest.mark.parametrize("method", ["traced", "jvp"])
+def test_training_mode_randomness_and_running_stats_are_refused(make, name, method):
+    model = make()
+    _, x, y = classification()
+    buffers = [b.clone() for b in model.buffers()]
+    before = params_of(model)
+    opt = SGN(model, "cross_entropy", method=method)
+    with pytest.raises(ValueError, match=re.escape(name)):
+        opt.step(x, y)
+    assert opt.step_count == 0 and all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert all(torch.equal(b, c) for b, c in zip(model.buffers(), buffers))   # running stats untouched
+    model.eval()                                                               # the documented remedy
+    stats = opt.step(x, y)
+    assert stats.accepted and stats.new_loss < stats.loss
+    assert all(torch.equal(b, c) for b, c in zip(model.buffers(), buffers))
+
+
+def test_batchnorm_on_batch_statistics_is_a_deterministic_function_and_accepted():
+    """BatchNorm with track_running_stats=False in training mode normalises by the batch's own
+    statistics: every method gives the same step (its GGN is of the whole-batch function)."""
+    _, x, y = classification()
+    runs = []
+    for method in ("traced", "jvp", "double_backward"):
+        model = bn_model(track=False)
+        SGN(model, "cross_entropy", method=method, cg_max_iter=3).step(x, y)
+        runs.append(params_of(model))
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_dropout_with_p_zero_and_eval_mode_modules_are_allowed():
+    model = nn.Sequential(nn.Linear(5, 6), nn.Dropout(0.0), nn.Tanh(), nn.Linear(6, 3))
+    _, x, y = classification()
+    assert SGN(model, "cross_entropy").step(x, y).accepted
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -325,7 +411,8 @@ def test_load_state_dict_validates():
     ({"cg_tol": -1.0}, "cg_tol"), ({"precond_exponent": 2.0}, "precond_exponent"),
     ({"preconditioner": "yes"}, "preconditioner"), ({"tr_lower": 0.8}, "tr_lower"),
     ({"tr_factor": 1.0}, "tr_factor"), ({"rho_schedule": "exp"}, "rho_schedule"),
-    ({"rho_schedule": "linear"}, "rho_schedule"), ({"trust_region": False, "schedule_steps": 0}, "schedule_steps"),
+    ({"rho_schedule": "linear"}, "rho_schedule"),
+    ({"trust_region": False, "schedule_steps": 0}, "schedule_steps"),
     ({"line_search_rule": "wolfe"}, "line_search_rule"), ({"armijo_c": 0.0}, "armijo_c"),
     ({"armijo_c": 1.0}, "armijo_c"), ({"backtrack_factor": 1.0}, "backtrack_factor"),
     ({"max_backtracks": -1}, "max_backtracks"), ({"alpha": 0.0}, "alpha"), ({"beta": 1.0}, "beta"),
@@ -338,6 +425,32 @@ def test_invalid_hyperparameters_raise(kwargs, name):
         SGN(model, "cross_entropy", **kwargs)
 
 
+def test_config_keywords_and_dict_give_the_same_steps():
+    kwargs = dict(rho=1e-2, cg_max_iter=3, cg_warmup_steps=1, beta=0.3)
+    runs = []
+    for make in (lambda m: SGN(m, "cross_entropy", **kwargs),
+                 lambda m: SGN(m, "cross_entropy", SGNConfig(**kwargs)),
+                 lambda m: SGN(m, "cross_entropy", SGNConfig(rho=1.0, beta=0.3), rho=1e-2, cg_max_iter=3,
+                               cg_warmup_steps=1),
+                 lambda m: SGN(m, "cross_entropy", SGNConfig(**kwargs).as_dict())):
+        model, x, y = classification()
+        opt = make(model)
+        assert opt.config == SGNConfig(**kwargs)
+        assert opt.hyperparameters() == {"loss": "cross_entropy", **SGNConfig(**kwargs).as_dict()}
+        runs.append([opt.step(x, y).as_dict() for _ in range(3)])
+    assert all(run == runs[0] for run in runs[1:])
+
+
+def test_unknown_hyperparameter_and_bad_config():
+    model, _, _ = classification()
+    with pytest.raises(TypeError, match="cg_iters"):
+        SGN(model, "cross_entropy", cg_iters=3)
+    with pytest.raises(ValueError, match="cg_iters"):
+        SGN(model, "cross_entropy", {"cg_iters": 3})
+    with pytest.raises(ValueError, match="config"):
+        SGN(model, "cross_entropy", 3)
+
+
 def test_invalid_loss_and_model():
     model, _, _ = classification()
     with pytest.raises(ValueError, match="loss"):
@@ -347,37 +460,3 @@ def test_invalid_loss_and_model():
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="trainable"):
         SGN(frozen, "mse")
-
-
-# ------------------------------------------------------------------------------------------ init
-
-def test_reference_init_mlp():
-    model = models.mlp([6, 5, 3], "sigmoid")
-    sgn_reference_init(model)
-    rng = np.random.RandomState(10)
-    first, second = rng.standard_normal((6, 5)), rng.standard_normal((5, 3))
-    torch.testing.assert_close(model[1].weight, torch.from_numpy(first.T))
-    torch.testing.assert_close(model[3].weight, torch.from_numpy(second.T))
-    assert torch.count_nonzero(model[1].bias) == 0 and torch.count_nonzero(model[3].bias) == 0
-    again = sgn_reference_init(models.mlp([6, 5, 3], "sigmoid"))
-    assert torch.equal(again[1].weight, model[1].weight)
-    other = sgn_reference_init(models.mlp([6, 5, 3], "sigmoid"), seed=3)
-    assert not torch.equal(other[1].weight, model[1].weight)
-
-
-def test_reference_init_convnet_bounds():
-    model = models.sgn_arch_1()
-    sgn_reference_init(model)
-    conv1, conv2 = model[0], model[3]
-    fcs = [m for m in model if isinstance(m, nn.Linear)]
-    assert conv1.weight.abs().max() <= math.sqrt(6 / (6 * 1 * 25))
-    assert conv2.weight.abs().max() <= math.sqrt(6 / (16 * 6 * 25))
-    assert conv2.weight.abs().max() > 0.9 * math.sqrt(6 / (16 * 6 * 25))
-    for fc in fcs:                                              # the network's output size, 10
-        bound = math.sqrt(6 / (fc.in_features + 10))
-        assert bound * 0.9 < fc.weight.abs().max() <= bound
-    rng = np.random.RandomState(1)
-    torch.testing.assert_close(conv1.weight, torch.from_numpy(
-        rng.uniform(-math.sqrt(6 / 150), math.sqrt(6 / 150), size=(6, 1, 5, 5))))
-    with pytest.raises(ValueError):
-        sgn_reference_init(models.resnet18(width=4))
