@@ -29,9 +29,8 @@ SEED = 0
 DEVICE = "auto"
 
 # %%
-import numpy as np
-import pandas as pd
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 
 from curvlab import data, plotting
@@ -52,7 +51,7 @@ for name in data.NAMES:
     for split in data.SPLITS:
         try:
             ds = data.load(name, split)
-        except data.DatasetNotFound as err:
+        except data.DatasetNotFound:
             rows.append({"dataset": name, "split": split, "x": "—", "y": "—", "classes": "—",
                          "status": "not installed (stand-in used)"})
             continue
@@ -121,7 +120,8 @@ for r, name in enumerate(image_sets):
     for c, (img, lab) in enumerate(zip(imgs, labels)):
         ax = axes[r, c]
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=ds.info.get("max_value", 255))
-        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_yticks([])
         ax.set_title(str(lab), fontsize=7)
         samples.append({"dataset": ds.label, "label": lab, "mean_pixel": float(img.mean())})
     axes[r, 0].set_ylabel(ds.label.replace(" (", "\n("), fontsize=7, rotation=0, ha="right", va="center")

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+
 # Results and figures written by tests go to a temporary folder, never into the repository.
 @pytest.fixture(autouse=True)
 def _isolated_outputs(tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ KEEP_NOTEBOOK_METADATA = ("kernelspec", "jupytext")
 
 def clean(nb):
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
-    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
+                                          "language": "python"})
     nb.metadata["language_info"] = {"name": "python"}
     count = 0
     for i, cell in enumerate(nb.cells):

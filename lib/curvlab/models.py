@@ -135,6 +135,7 @@ class BasicBlock(nn.Module):
                                           nn.BatchNorm2d(c_out))
 
     def forward(self, x):
+        """relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x))."""
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return torch.relu(out + self.shortcut(x))
@@ -163,6 +164,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(c, n_classes)
 
     def forward(self, x):                            # x: (B, C, H, W)
+        """Class logits (B, n_classes): stem, residual stages, global average pool, linear."""
         h = self.pool(self.stages(self.stem(x)))     # (B, c, 1, 1)
         return self.fc(torch.flatten(h, 1))          # (B, n_classes)
 
