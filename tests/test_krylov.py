@@ -127,11 +127,53 @@ def test_cg_reports_breakdown_on_indefinite_matrix():
     assert torch.count_nonzero(x) == 0
 
 
-def test_cg_invalid_arguments():
-    with pytest.raises(ValueError):
-        K.conjugate_gradient(lambda v: v, torch.ones(3), max_iter=-1)
-    with pytest.raises(ValueError):
-        K.conjugate_gradient(lambda v: v, torch.ones(3), tol=-1.0)
+@pytest.mark.parametrize("kwargs,name", [
+    ({"max_iter": -1}, "max_iter"), ({"max_iter": 2.5}, "max_iter"), ({"max_iter": True}, "max_iter"),
+    ({"max_iter": "3"}, "max_iter"), ({"tol": -1.0}, "tol"), ({"tol": math.nan}, "tol"),
+    ({"tol": "x"}, "tol"),
+    ({"min_iter": -1}, "min_iter"), ({"min_iter": 1.5}, "min_iter"),
+])
+def test_cg_invalid_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        K.conjugate_gradient(lambda v: v, torch.ones(3), **kwargs)
+
+
+def test_cg_invalid_rhs():
+    for bad in (torch.ones(3, dtype=torch.int64), [], [torch.ones(2), "x"], 3.0):
+        with pytest.raises(ValueError, match="rhs"):
+            K.conjugate_gradient(lambda v: v, bad)
+
+
+def test_cg_matvec_of_the_wrong_shape_is_refused():
+    b = rhs(6).reshape(2, 3)
+    A = spd(6)
+    wrong = [lambda v: (A @ v.reshape(-1)),                               # flat instead of (2, 3)
+             lambda v: (A @ v.reshape(-1)).reshape(3, 2),                 # same size, other shape
+             lambda v: (A @ v.reshape(-1)).reshape(2, 3)[:, :2],
+             lambda v: ((A @ v.reshape(-1)).reshape(2, 3),),              # a tuple for a tensor
+             lambda v: (A @ v.reshape(-1)).reshape(2, 3).float()]         # another dtype
+    for matvec in wrong:
+        with pytest.raises(ValueError, match=r"matvec\(v\) must be shaped like rhs"):
+            K.conjugate_gradient(matvec, b, max_iter=3)
+    parts = (b[0], b[1])
+    for matvec in (lambda v: (v[0],), lambda v: (v[0], v[1], v[1]), lambda v: (v[0], v[1][:2]),
+                   lambda v: v[0]):
+        with pytest.raises(ValueError, match="matvec"):
+            K.conjugate_gradient(matvec, parts, max_iter=3)
+    with pytest.raises(ValueError, match="preconditioner"):
+        K.conjugate_gradient(lambda v: v, b, preconditioner=lambda r: r.reshape(-1))
+    x, info = K.conjugate_gradient(lambda v: (A @ v.reshape(-1)).reshape(2, 3), b, max_iter=50, tol=1e-10)
+    torch.testing.assert_close(x.reshape(-1), torch.linalg.solve(A, b.reshape(-1)))   # the right one works
+
+
+def test_cg_x0_of_the_wrong_shape_is_refused():
+    A, b = spd(4), rhs(4)
+    for x0 in (torch.zeros(5), torch.zeros(4, 1), torch.zeros(2, 2), (torch.zeros(4),),
+               torch.zeros(4, dtype=torch.float32)):
+        with pytest.raises(ValueError, match="x0"):
+            K.conjugate_gradient(lambda v: A @ v, b, x0=x0)
+    with pytest.raises(ValueError, match="x0"):
+        K.conjugate_gradient(lambda v: v, (b, b), x0=(b,))
 
 
 def test_power_iteration_top_eigenvalue_of_psd_matrix():
@@ -164,11 +206,67 @@ def test_power_iteration_on_tuples_and_reproducible():
     assert info.iterations == 2 and not info.converged and lam < 100.0
 
 
-def test_power_iteration_invalid_arguments():
-    with pytest.raises(ValueError):
+def test_power_iteration_does_not_converge_on_plus_minus_pair():
+    """diag(1, -1) from (1, 1): the Rayleigh quotient is 0 at every iterate (it never changes), but
+    (1, 1) is no eigenvector: not converged, and the magnitude estimate ||A v|| is the true 1."""
+    A = torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64))
+    lam, v, info = K.power_iteration(lambda u: A @ u, torch.ones(2, dtype=torch.float64), max_iter=50)
+    assert not info.converged and info.iterations == 50
+    assert lam == pytest.approx(0.0, abs=1e-15)
+    assert info.relative_change == 0.0                  # a rule on the eigenvalue's change would stop here
+    assert info.residual_norm == pytest.approx(1.0) and info.magnitude == pytest.approx(1.0)
+    torch.testing.assert_close(info.residual_norm, torch.linalg.norm(A @ v - lam * v).item())
+    # a larger symmetric matrix with eigenvalues 3, -3, 1, 0.5: not converged, magnitude -> 3
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    B = q @ torch.diag(torch.tensor([3.0, -3.0, 1.0, 0.5], dtype=torch.float64)) @ q.T
+    lam, v, info = K.power_iteration(lambda u: B @ u, (4,), max_iter=200, tol=1e-8, dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(0))
+    assert not info.converged and abs(lam) < 3.0 - 1e-3
+    assert info.magnitude == pytest.approx(3.0, rel=1e-10)
+
+
+def test_power_iteration_certifies_its_answer_on_an_indefinite_matrix():
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+    evals = torch.tensor([-5.0, 2.0, 1.0, 0.3, -0.2, 0.1], dtype=torch.float64)
+    A = q @ torch.diag(evals) @ q.T
+    tol = 1e-7
+    lam, v, info = K.power_iteration(lambda u: A @ u, (6,), max_iter=500, tol=tol, dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(1))
+    assert info.converged
+    residual = torch.linalg.norm(A @ v - lam * v).item()
+    assert residual == pytest.approx(info.residual_norm, rel=1e-6, abs=1e-14)
+    assert residual <= tol * abs(lam)
+    assert lam == pytest.approx(-5.0, rel=1e-12)              # error ~ residual^2 / gap
+    assert info.magnitude == pytest.approx(5.0, rel=1e-12)
+    assert abs(torch.dot(v, q[:, 0]).item()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_power_iteration_null_space_start_and_overflow():
+    A = torch.diag(torch.tensor([1.0, 0.0], dtype=torch.float64))
+    lam, v, info = K.power_iteration(lambda u: A @ u, torch.tensor([0.0, 2.0], dtype=torch.float64))
+    assert lam == 0.0 and info.converged and info.residual_norm == 0.0 and info.iterations == 1
+    torch.testing.assert_close(v, torch.tensor([0.0, 1.0], dtype=torch.float64))    # a true eigenpair
+    lam, v, info = K.power_iteration(lambda u: u * math.inf, torch.ones(2, dtype=torch.float64))
+    assert not info.converged and info.iterations == 1
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"max_iter": 0}, "max_iter"), ({"max_iter": 1.5}, "max_iter"), ({"max_iter": None}, "max_iter"),
+    ({"tol": -1.0}, "tol"), ({"tol": math.nan}, "tol"),
+])
+def test_power_iteration_invalid_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        K.power_iteration(lambda v: v, torch.ones(3), **kwargs)
+
+
+def test_power_iteration_invalid_start_and_matvec():
+    with pytest.raises(ValueError, match="zero"):
         K.power_iteration(lambda v: v, torch.zeros(3))
-    with pytest.raises(ValueError):
-        K.power_iteration(lambda v: v, torch.ones(3), max_iter=0)
+    with pytest.raises(ValueError, match="v0"):
+        K.power_iteration(lambda v: v, torch.ones(3, dtype=torch.int64))
+    for matvec in (lambda v: v[:2], lambda v: v.reshape(3, 1), lambda v: (v,), lambda v: v.float()):
+        with pytest.raises(ValueError, match="matvec"):
+            K.power_iteration(matvec, torch.ones(3, dtype=torch.float64))
 
 
 def test_vector_helpers():
