@@ -1,0 +1,1 @@
+"""Paper reproductions: configs per scale, run functions, read-outs, figures and verdicts."""
