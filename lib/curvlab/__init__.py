@@ -10,7 +10,8 @@ Modules (each one idea):
   krylov      conjugate gradient and power iteration on callables
   isaac       ISAAC Newton layers (input-based curvature preconditioning)
   isaac_kfac  the (λ_g, λ_a) generalisation ζ and K-FAC, for the paper's comparisons
-  sgn         stochastic generalized Gauss-Newton optimizer
+  sgn         stochastic generalized Gauss-Newton optimizer (``SGNConfig`` in sgn_config, its scalar
+              rules in sgn_rules, its input checks in sgn_checks, the reference init in sgn_init)
 """
 from importlib import import_module as _import_module
 
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 # for what it uses.
 _SUBMODULES = {"data", "models", "experiment", "training", "plotting", "curvature", "krylov",
                "isaac", "isaac_kfac", "sgn"}
-_ATTRIBUTES = {"SGN": "sgn"}
+_ATTRIBUTES = {"SGN": "sgn", "SGNConfig": "sgn"}
 
 
 def __getattr__(name):
