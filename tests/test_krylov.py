@@ -55,6 +55,25 @@ def test_on_step_step_lengths_rebuild_the_solution_from_the_products():
     torch.testing.assert_close(sum(a * p for a, p in zip(steps, seen)), x)
 
 
+def test_on_step_reports_the_warm_start_product():
+    """With x0, the first product is A x0 and on_step(1.0) follows it: x = sum_k a_k v_k still holds."""
+    A, b = spd(15), rhs(15)
+    x0 = rhs(15, seed=9)
+    events = []
+
+    def matvec(v):
+        events.append(("product", v.clone()))
+        return A @ v
+    x, info = K.conjugate_gradient(matvec, b, x0=x0, max_iter=4, tol=0.0,
+                                   on_step=lambda a: events.append(("step", a)))
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["product", "step"] * 5 and events[1][1] == 1.0
+    torch.testing.assert_close(events[0][1], x0)
+    rebuilt = sum(a * events[i - 1][1] for i, (kind, a) in enumerate(events) if kind == "step")
+    torch.testing.assert_close(rebuilt, x)
+    assert info.iterations == 4                          # the warm-start product is not an iteration
+
+
 def test_cg_honours_iteration_cap():
     A, b = spd(30), rhs(30)
     calls = []

@@ -190,6 +190,8 @@ def conjugate_gradient(matvec: MatVec, rhs: Vector, x0: Optional[Vector] = None,
             preconditioner), e.g. ``lambda r: [d * ri for d, ri in zip(inv_diag, r)]``.
         on_step: called with each step length a_k right after ``x += a_k p_k`` (p_k being the vector of
             the most recent ``matvec`` call), e.g. to follow x along quantities computed in the products.
+            With ``x0`` it is first called with 1.0 after the product ``A x0``, so that always
+            ``x = sum_k a_k v_k`` over the calls, v_k the vector of the ``matvec`` call before each.
 
     Returns:
         ``(x, CGInfo)``; x has the structure of ``rhs``.
@@ -214,6 +216,8 @@ def conjugate_gradient(matvec: MatVec, rhs: Vector, x0: Optional[Vector] = None,
     else:
         x = _flatten(x0)
         r = b - A(x)
+        if on_step is not None:                         # x = 1 * x0, the vector of that product
+            on_step(1.0)
     res = float(r.abs().max()) if r.numel() else 0.0
     y = M(r) if M is not None else r
     ry = float(torch.dot(r, y))
