@@ -32,7 +32,6 @@
 SCALE = "ci"          # "ci" (2-core CPU, minutes) or "paper" (the reference's settings)
 SEED = 0              # ci runs use data-shuffling seed SEED + 1; paper scale uses seeds 1-5
 DEVICE = "auto"
-REFERENCE_DIR = "../../shared/reference/sgn"   # the reference's per-epoch logs (optional)
 BENCHMARKS = "all"    # or a list, e.g. ["boston", "sine_10", "sine_100", "mnist", "fashion", "cifar10"]
 SEEDS = None          # None: the scale's seeds; a list overrides them (e.g. fewer seeds on a CPU)
 
@@ -52,6 +51,7 @@ import torch
 
 import curvlab
 from curvlab import curvature, data, experiment, krylov, models, plotting, training
+from curvlab.repro import sgn_reference
 from curvlab.sgn import SGN, sgn_reference_init, trust_region_update
 
 plotting.set_theme()
@@ -122,11 +122,9 @@ SEED_LIST = [int(s) for s in as_list(SEEDS)] if SEEDS not in (None, "None") else
 # no momentum or preconditioner, CG tolerance 1e-6, the first 9 iterations with 10 CG iterations
 SGN_SETTINGS = dict(rho=1e-4, rho_min=1e-6, cg_warmup_iter=10, cg_warmup_steps=9, cg_tol=1e-6,
                     trust_region=True, line_search=True, beta=0.0)
-REF = Path(REFERENCE_DIR)
-HAVE_REF = (REF / "results").is_dir()
 print(f"scale {SCALE}; benchmarks run here: {', '.join(SELECTED)}; seeds {SEED_LIST}")
 print(f"CIFAR-10 data: {CIFAR_DATA}" + (" (stand-in)" if CIFAR_DATA != "cifar10" else ""))
-print("reference logs:", "found" if HAVE_REF else "not found (overlays and the table check are skipped)")
+print("reference logs: reference/sgn (carried in the repository; source gmatilde/SGN)")
 
 # %% [markdown]
 # ## 1. Derivation
@@ -601,24 +599,6 @@ def records_frame(records):
     return pd.DataFrame(rows)
 
 
-def reference_frame(bench):
-    """The reference's per-epoch logs for one benchmark (epoch e, time e * tot_time / n_epochs)."""
-    rows = []
-    for folder in sorted((REF / "results" / bench).glob("res_*")):
-        parts = folder.name.split("_")                 # res, SOLVER, value, seed[, longer]
-        method, value, seed, longer = parts[1], float(parts[2]), int(parts[3]), parts[-1] == "longer"
-        res = json.loads((folder / "results.json").read_text())
-        n = len(res["avg_loss"])
-        test_key = "test_acc" if "test_acc" in res else "test_loss"
-        for e in range(n):
-            rows.append({"config": label_of(method, value, longer), "method": method, "seed": seed,
-                         "epoch": e + 1, "time": (e + 1) * res["tot_time"] / n, "train_loss": res["avg_loss"][e],
-                         "test_loss": res[test_key][e] if test_key == "test_loss" else np.nan,
-                         "test_accuracy": res[test_key][e] if test_key == "test_acc" else np.nan,
-                         "status": "ok"})
-    return pd.DataFrame(rows)
-
-
 def epoch_ends(df):
     """Rows at epoch ends, plus the last row of a run that diverged mid-epoch."""
     last = df.index.isin(df.groupby(["config", "seed"]).tail(1).index)
@@ -824,24 +804,20 @@ README_TABLE = {   # spec §3.3: test accuracy (%) after T seconds, as printed i
                        "SGN(5)": 56.9, "SGN(10)": 64.7},
     ("cifar10", 2000): {"SGD(0.1) longer": 60.9, "SGN(10)": 71.0},
 }
-REF_FRAMES = {}
-if HAVE_REF:
-    REF_FRAMES = {b: reference_frame(b) for b in ALL}
-    rows = []
-    for (bench, T), cells in README_TABLE.items():
-        ours = read_reference_rule(REF_FRAMES[bench], T, "test_accuracy")
-        for lab, printed in cells.items():
-            value, e, _ = ours[lab]
-            rows.append({"benchmark": bench, "T (s)": T, "config": lab, "README": printed,
-                         "recomputed": round(100 * value, 1), "epoch": e,
-                         "match ±0.1": bool(abs(100 * value - printed) <= 0.1 + 1e-9)})
-    readme_check = pd.DataFrame(rows)
-    print(plotting.save_table(readme_check, PAPER, "reference_table_recomputed", float_format="%.1f"))
-    bad = readme_check[~readme_check["match ±0.1"]]
-    print(f"\n{int(readme_check['match ±0.1'].sum())} of {len(readme_check)} README cells recomputed within ±0.1; "
-          f"mismatches: {', '.join(f'{r.benchmark} {r.config} @ {r._2} s' for r in bad.itertuples()) or 'none'}")
-else:
-    print("reference logs not found at", REFERENCE_DIR, "- the README table check is skipped")
+REF_FRAMES = {b: sgn_reference.frame(b) for b in ALL}
+rows = []
+for (bench, T), cells in README_TABLE.items():
+    ours = read_reference_rule(REF_FRAMES[bench], T, "test_accuracy")
+    for lab, printed in cells.items():
+        value, e, _ = ours[lab]
+        rows.append({"benchmark": bench, "T (s)": T, "config": lab, "README": printed,
+                     "recomputed": round(100 * value, 1), "epoch": e,
+                     "match ±0.1": bool(abs(100 * value - printed) <= 0.1 + 1e-9)})
+readme_check = pd.DataFrame(rows)
+print(plotting.save_table(readme_check, PAPER, "reference_table_recomputed", float_format="%.1f"))
+bad = readme_check[~readme_check["match ±0.1"]]
+print(f"\n{int(readme_check['match ±0.1'].sum())} of {len(readme_check)} README cells recomputed within ±0.1; "
+      f"mismatches: {', '.join(f'{r.benchmark} {r.config} @ {r._2} s' for r in bad.itertuples()) or 'none'}")
 
 
 # %%
