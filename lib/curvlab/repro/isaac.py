@@ -316,10 +316,15 @@ def summary(table: pd.DataFrame, by=("setting",)) -> pd.DataFrame:
     return pd.DataFrame({**{k: table[k] for k in by}, "best lr": table["lr"],
                          "lr at grid edge": table["at_edge"], "seeds": table["seeds"].map(len),
                          "final train loss": table["scores"].map(_span),
-                         "test accuracy": table["records"].map(
-                             lambda rs: fmt(sum(r["summary"]["final_test_accuracy"] for r in rs) / len(rs))),
+                         "test accuracy": table["records"].map(_mean_accuracy),
                          "diverged / at chance at lr": table["failed_lrs"].map(
                              lambda v: ", ".join(f"{x:g}" for x in v) or "—")})
+
+
+def _mean_accuracy(records) -> str:
+    from .isaac_verdicts import fmt
+    accs = [r["summary"]["final_test_accuracy"] for r in records]
+    return "—" if any(a is None or math.isnan(a) for a in accs) else fmt(sum(accs) / len(accs))
 
 
 def best_curves(table: pd.DataFrame, by: str = "setting") -> pd.DataFrame:

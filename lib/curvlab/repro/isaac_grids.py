@@ -30,20 +30,20 @@ def decades(lo: int, hi: int) -> list[float]:
     return [float(10.0 ** k) for k in range(lo, hi + 1)]
 
 
-_SIZES = {"ci": {"n_train": 10_000, "n_test": 2_000, "n_eval": 2_000},
+_SIZES = {"ci": {"n_train": 10_000, "n_test": 1_000, "n_eval": 1_000},
           "paper": {"n_train": 60_000, "n_test": 10_000, "n_eval": 60_000}}
 
 CONFIG = {
     "ci": {
-        "fig5": {"width": 400, "batch": 100, "budget": {"steps": 200}, "eval_every": 50, "la": 10.0,
+        "fig5": {"width": 400, "batch": 100, "budget": {"steps": 150}, "eval_every": 50, "la": 10.0,
                  "lrs": [3.0, 1.0, 0.3, 0.1], "seeds": [0, 1, 2], "tune_seeds": [0]},
         "fig1": {"width": 100, "batch": 60, "budget": {"steps": 250}, "eval_every": None,
-                 "las": decades(-3, 3), "lrs": LR_GRID[:5], "zeta_lgs": [1e-2, 1.0, 1e2],
-                 "zeta_las": [1e-2, 1.0, 1e2], "zeta_lrs": [1.0, 0.3], "seeds": [0]},
+                 "las": decades(-3, 3), "lrs": [3.0] + LR_GRID[:4], "zeta_lgs": [1e-2, 1.0, 1e2],
+                 "zeta_las": [1e-2, 1.0, 1e2], "zeta_lrs": [3.0, 1.0, 0.3], "seeds": [0]},
         "fig4": {"width": 400, "batch": 60, "budget": {"steps": 200}, "eval_every": None,
-                 "las": decades(-3, 3)[::2], "lrs": [0.003, 0.001, 0.0003], "seeds": [0]},
-        "fig2": {"batch": 60, "budget": {"steps": 80}, "eval_every": 20, "lams": [0.1, 0.01],
-                 "lrs": [1.0, 0.3, 0.1], "extra_lrs": {"momentum": [0.1, 0.03], "adam": [0.001, 0.0003]},
+                 "las": decades(-3, 3)[::2], "lrs": [0.01, 0.003, 0.001], "seeds": [0]},
+        "fig2": {"batch": 60, "budget": {"steps": 60}, "eval_every": 15, "lams": [0.1, 0.01],
+                 "lrs": [3.0, 1.0, 0.3], "extra_lrs": {"momentum": [0.1, 0.03], "adam": [0.001, 0.0003]},
                  "big_batch": None, "seeds": [0]},
         "fig3": {"batch": 60, "budget": {"steps": 60}, "las": [0.01, 0.1, 1.0],
                  "lgs": [1e-3, None], "datasets": ["mnist", "fashion_mnist"], "seeds": [0]},

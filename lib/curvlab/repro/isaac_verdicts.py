@@ -103,7 +103,7 @@ def fig1(table: pd.DataFrame, scale: str = "ci") -> Verdict:
         best_z = z.loc[z["scores"].map(lambda s: spread(s).mean).idxmin()]
         if _lower(star[star["la"] == la].iloc[0]["scores"], best_z["scores"]) == "b":
             worse.append(la)
-    edges = _edges(table[table["setting"] != "ζ"])
+    edges = _edges(table)
     status = ("inconclusive (lr at grid edge)" if edges else "differs" if worse else "reproduced")
     best_star = star.loc[star["scores"].map(lambda s: spread(s).mean).idxmin()]
     evidence = (f"ζ* is more than {MARGIN:g}× worse than the best ζ at λ_a ∈ {worse or 'none'} of "
