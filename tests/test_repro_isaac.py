@@ -123,3 +123,21 @@ def test_tiny_sweep_end_to_end(tmp_path, monkeypatch):
     assert all(r["summary"]["diverged_step"] is not None for r in blown["record"])
     again = R.sweep(grid, [0, 1], "ci")                       # read back, not re-run
     assert [r["created"] for r in again["record"]] == [r["created"] for r in out["record"]]
+
+
+def test_command_line_rejects_unknown_figures_and_scales():
+    with pytest.raises(SystemExit):
+        R.main(["fig99"])
+    with pytest.raises(SystemExit):
+        R.main(["fig5", "--scale", "huge"])
+
+
+def test_paper_cost_scales_measured_seconds_per_step():
+    from curvlab.repro import isaac_results as RES
+    recs = [{"summary": {"train_time_s": 2.0, "eval_time_s": 1.0, "steps": 100}}]
+    table = pd.DataFrame({"setting": list(G.SUBSETS), "records": [recs] * len(G.SUBSETS)})
+    cost = RES.paper_cost({"fig5": {"table": table}})
+    steps = 30 * 60_000 // 100                                  # 30 epochs of 600 steps
+    assert cost["steps_per_run"] == steps and cost["runs"] == len(G.SUBSETS)
+    assert cost["cpu_hours"] == pytest.approx(len(G.SUBSETS) * 0.03 * steps / 3600)
+    assert cost["wall_hours_2_workers"] == pytest.approx(cost["cpu_hours"] / 2)

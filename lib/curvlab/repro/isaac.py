@@ -312,7 +312,7 @@ def paper_cost(ci: pd.DataFrame, scale_factor: float, workers: int = 2) -> dict:
 
 def summary(table: pd.DataFrame, by=("setting",)) -> pd.DataFrame:
     """A printable best-lr table: mean final loss [min, max] over seeds, edge flag, failed rates."""
-    from .isaac_verdicts import _span, fmt
+    from .isaac_verdicts import _span
     return pd.DataFrame({**{k: table[k] for k in by}, "best lr": table["lr"],
                          "lr at grid edge": table["at_edge"], "seeds": table["seeds"].map(len),
                          "final train loss": table["scores"].map(_span),

@@ -6,6 +6,8 @@ returns a dict with the frames, the best-lr table and the figure's :class:`curvl
 """
 from __future__ import annotations
 
+import dataclasses
+
 from . import isaac as R
 from . import isaac_grids as G
 from . import isaac_verdicts as V
@@ -78,6 +80,14 @@ def everything(scale: str, table2_results: dict, stand_in: str) -> dict:
                        *out["fig2"]["verdicts"], out["fig3"]["verdict"], out["table2"],
                        out["fig6"]["verdict"], *V.not_run()]
     return out
+
+
+def table2_paper(record: dict):
+    """Table 2's verdict on the paper-scale record, with the hardware that made it in the claim."""
+    v = V.table2(record["metrics"], "paper")
+    env = record["environment"]
+    return dataclasses.replace(v, claim=f"{v.claim} (paper scale, widths to 6400; {env['device_name']}, "
+                                        f"{record['config'].get('threads', 1)} thread)")
 
 
 def paper_cost(out: dict) -> dict:
