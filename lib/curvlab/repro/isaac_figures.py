@@ -18,7 +18,8 @@ from .. import plotting
 PAPER = "isaac"
 TIME_AXIS = "training wall-clock (s, evaluation excluded)"
 _FAMILY = {"GD": "black", "ζ*": "C0", "ζ": "C1", "K-FAC": "C2", "Adam": "C3", "SGD+momentum": "C4"}
-_STYLE = {0.1: ("-", "o"), 0.01: ("--", "s")}
+_LINE = {0.1: "-", 0.01: "--"}                       # line style by λ
+_MARKER = {"ζ*": ("o", 4, "full"), "ζ": ("s", 6, "none"), "K-FAC": ("^", 9, "none")}   # by method
 
 
 def color(method: str) -> str:
@@ -34,10 +35,15 @@ def _lam(method: str) -> float | None:
 
 
 def style(method: str) -> dict:
-    """Colour from the method; line style and marker from its λ (solid ○ 0.1, dashed □ 0.01)."""
-    ls, marker = _STYLE.get(_lam(method), ("-", None))
-    return {"color": color(method), "ls": ls, "marker": marker, "markersize": 4,
-            "lw": 2.2 if method == "GD" else 1.5}
+    """Colour and marker from the method, line style from its λ (solid 0.1, dashed 0.01).
+
+    Markers grow and turn hollow from ζ* to ζ to K-FAC, so curves that coincide (K-FAC takes ζ's
+    steps by construction) stay visible on top of each other.
+    """
+    fam = method.split(" λ=")[0].split(" batch")[0]
+    marker, size, fill = _MARKER.get(fam, (None, 4, "full"))
+    return {"color": color(method), "ls": _LINE.get(_lam(method), "-"), "marker": marker,
+            "markersize": size, "fillstyle": fill, "lw": 2.2 if method == "GD" else 1.5}
 
 
 def mean_band(ax, frame: pd.DataFrame, x: str, y: str, label: str, **kw) -> None:
