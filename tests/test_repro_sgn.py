@@ -1,0 +1,73 @@
+"""repro.sgn: configs carry the whole SGN configuration, the clock is training only, legacy records map."""
+import math
+
+import pytest
+import torch
+
+from curvlab import experiment
+from curvlab.repro import sgn
+from curvlab.sgn import SGNConfig
+
+
+def test_sgn_config_is_in_the_record_key():
+    cfgs = sgn.configs("boston", "ci")
+    sgn_cfg = [c for c in cfgs if c["method"] == "SGN"]
+    assert [c["cg"] for c in sgn_cfg] == [1, 2, 3, 5, 10, 20]
+    for c in sgn_cfg:
+        assert SGNConfig.from_dict(c["sgn"]) == SGNConfig(cg_max_iter=c["cg"])
+    a = {**sgn_cfg[0], "seed": 1}
+    b = {**a, "sgn": {**a["sgn"], "rho": 1e-3}}
+    assert experiment.config_hash(a) != experiment.config_hash(b)
+
+
+def test_configs_per_scale_and_bad_name():
+    paper = sgn.configs("cifar10", "paper")
+    assert any(c.get("longer") for c in paper) and paper[0]["batch"] == 1000
+    mnist = {c["name"]: c for c in sgn.configs("mnist", "ci")}
+    assert mnist["mnist_SGN_2"]["hidden"] == [10, 10, 10] and mnist["mnist_SGN_3"]["hidden"] == [20, 20, 20]
+    with pytest.raises(ValueError, match="benchmark"):
+        sgn.configs("svhn", "ci")
+
+
+def test_train_clock_excludes_evaluation(monkeypatch):
+    """A slow evaluation must not move the training clock: eval time is reported apart."""
+    import time as _time
+
+    from curvlab import training
+    real = training.evaluate_regression
+
+    def slow(*a, **k):
+        _time.sleep(0.05)
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, "evaluate_regression", slow)
+    cfg = {**[c for c in sgn.configs("boston", "ci") if c["method"] == "SGN"][0], "seed": 1,
+           "budget": {"epochs": 2}}
+    ctx = experiment.Context(seed=1, device=torch.device("cpu"), generator=experiment.seed_everything(1),
+                             budget=experiment.Budget(epochs=2))
+    out = sgn.train(cfg, ctx)
+    m = out["metrics"]
+    assert len(m["eval_time"]) == len(m["epoch"]) == 3
+    assert m["eval_time"][-1] >= 0.15 and out["summary"]["eval_time_s"] == m["eval_time"][-1]
+    assert m["time"][-1] < out["summary"]["eval_time_s"]        # 8 tiny steps take far less than 0.15 s
+    assert out["summary"]["clock"] == "training only"
+    assert len(m["sgn_rho"]) == 8 and all(math.isfinite(r) for r in m["sgn_rho"])
+
+
+def test_legacy_records_get_the_settings_then_in_force():
+    old = {"config": {"method": "SGN", "cg": 3, "benchmark": "mnist"}, "summary": {"steps": 1}, "metrics": {}}
+    new = sgn.as_legacy(old)
+    assert new["config"]["legacy"] is True and new["summary"]["clock"] == "training + evaluation"
+    assert SGNConfig.from_dict(new["config"]["sgn"]).cg_max_iter == 3
+    assert "sgn" not in old["config"]                      # the stored record is not modified
+    fresh = {"config": {"method": "SGN", "cg": 3, "sgn": {}}, "summary": {"clock": "training only"}}
+    assert sgn.as_legacy(fresh) is fresh
+
+
+def test_committed_paper_records_load_as_legacy(monkeypatch):
+    from curvlab.data import REPO_ROOT
+    monkeypatch.setenv("CURVLAB_RESULTS", str(REPO_ROOT / "results"))      # read only
+    recs = sgn.load("boston", "paper")
+    assert len(recs) == 50
+    assert all(r["config"]["legacy"] for r in recs)
+    assert all("sgn" in r["config"] for r in recs if r["config"]["method"] == "SGN")
