@@ -86,3 +86,11 @@ def test_order_numeric():
         ["SGD(0.1)", "SGD(0.1) longer", "SGD(1)", "SGD(10)"]
     assert np.isnan(R.read_measured(R.records_frame([record("SGN", 3, 1, [0, 5], [0.1, 0.9])]), -1,
                                     "test_accuracy")["SGN(3)"])
+
+
+def test_blow_ups_reports_the_epoch_not_a_guess():
+    recs = [record("SGD", 0.1, 3, [0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4])]
+    df = R.records_frame(recs)
+    df["test_loss"] = [0.5, 2e6, 3.3e6, 3.3e6]
+    out = R.blow_ups(df, "SGD(0.1)", "test_loss", 1e3)
+    assert out.iloc[0].to_dict() == {"seed": 3, "first_epoch": 1.0, "max": 3.3e6, "last": 3.3e6}

@@ -186,3 +186,20 @@ def sgd_epoch_time(df: pd.DataFrame) -> float:
     sgd = df[keep & ~df["config"].str.contains("longer")]
     last = sgd.groupby(["config", "seed"])[["time", "epoch"]].max()
     return float((last["time"] / last["epoch"]).mean())
+
+
+def blow_ups(df: pd.DataFrame, config: str, metric: str, threshold: float) -> pd.DataFrame:
+    """Per seed of one config: first epoch with ``metric`` > threshold (NaN if never), its max and last value.
+
+    >>> d = pd.DataFrame({"config": "SGD(1)", "seed": [1, 1, 1, 2, 2], "epoch": [0, 1, 2, 0, 1],
+    ...                   "test_loss": [1.0, 5e3, 4e3, 1.0, 0.5]})
+    >>> blow_ups(d, "SGD(1)", "test_loss", 1e3)["first_epoch"].tolist()
+    [1.0, nan]
+    """
+    rows = []
+    for seed, g in df[df["config"] == config].groupby("seed"):
+        g = g.dropna(subset=[metric]).sort_values("epoch")
+        above = g[g[metric] > threshold]
+        rows.append({"seed": seed, "first_epoch": float(above["epoch"].iloc[0]) if len(above) else np.nan,
+                     "max": float(g[metric].max()), "last": float(g[metric].iloc[-1])})
+    return pd.DataFrame(rows)
