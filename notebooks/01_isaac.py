@@ -271,20 +271,19 @@ for name, value in forms.items():
 # Gauss–Newton direction.
 
 # %%
+def output_loss(z, targets, loss):
+    """Half squared error (sum over outputs, mean over the batch) or cross-entropy of outputs z."""
+    return 0.5 * ((z - targets) ** 2).sum() / len(z) if loss == "half_mse" else F.cross_entropy(z, targets)
+
+
 def newton_step_vs_isaac(features, targets, W, la, loss="half_mse"):
     """Relative distance between ζ*/la and (H + la I)⁻¹ ∇ for the last-layer weight W (m, n)."""
-    bb = features.shape[0]
     def f(Wf):
-        z = features @ Wf.T
-        if loss == "half_mse":
-            return 0.5 * ((z - targets) ** 2).sum() / bb
-        return F.cross_entropy(z, targets)
+        return output_loss(features @ Wf.T, targets, loss)
     H = torch.func.hessian(f)(W).reshape(W.numel(), W.numel())
-    grad = torch.func.grad(f)(W).reshape(-1)
-    newton = torch.linalg.solve(H + la * torch.eye(W.numel(), dtype=f64), grad).reshape(W.shape)
-    z = (features @ W.T).detach().requires_grad_(True)
-    (0.5 * ((z - targets) ** 2).sum() / bb if loss == "half_mse" else F.cross_entropy(z, targets)).backward()
-    return rel(isaac.isaac_weight_gradient(z.grad, features, la) / la, newton)
+    newton = torch.linalg.solve(H + la * torch.eye(W.numel(), dtype=f64), torch.func.grad(f)(W).reshape(-1))
+    G = torch.func.grad(output_loss)((features @ W.T).detach(), targets, loss)     # dL/dz
+    return rel(isaac.isaac_weight_gradient(G, features, la) / la, newton.reshape(W.shape))
 
 
 X, Y, W0 = (torch.randn(20, 6, generator=gen, dtype=f64), torch.randn(20, 3, generator=gen, dtype=f64),
