@@ -49,7 +49,7 @@ CONFIG = {
                  "lgs": [1e-3, None], "datasets": ["mnist", "fashion_mnist"], "seeds": [0]},
         "fig6": {"dataset": "fashion_mnist_32", "model": "sgn_arch_4", "n_train": 3_000,
                  "n_test": 1_000, "n_eval": 1_000, "batch": 100, "budget": {"epochs": 2},
-                 "eval_every": None, "lrs": [1.0, 0.3, 0.1], "la": 1.0, "seeds": [0]},
+                 "eval_every": 20, "lrs": [1.0, 0.3, 0.1], "la": 1.0, "seeds": [0]},
     },
     "paper": {
         "fig5": {"width": 400, "batch": 100, "budget": {"epochs": 30}, "eval_every": None, "la": 10.0,
