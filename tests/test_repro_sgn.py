@@ -71,3 +71,16 @@ def test_committed_paper_records_load_as_legacy(monkeypatch):
     assert len(recs) == 50
     assert all(r["config"]["legacy"] for r in recs)
     assert all("sgn" in r["config"] for r in recs if r["config"]["method"] == "SGN")
+
+
+def test_paper_cost_from_measured_ci_timings():
+    def rec(method, value, train_s, epochs):
+        cfg = {"method": method, ("lr" if method == "SGD" else "cg"): value}
+        return {"config": cfg, "summary": {"train_time_s": train_s, "eval_time_s": 0.0, "epochs": epochs}}
+    # boston: seconds budgets only -> 10 s x 10 configs x 5 seeds
+    cost = sgn.paper_cost({"boston": [rec("SGD", 0.1, 1.0, 10)]}).set_index("benchmark")
+    assert cost.loc["boston", "cpu_hours"] == pytest.approx(5 * 10 * 10 / 3600)
+    # fashion: 1 s per ci epoch on 2 000 images -> 30 s per full epoch; SGD 4 x 100 epochs, SGN 5 x 10
+    recs = [rec("SGD", lr, 20.0, 20) for lr in sgn.SGD_GRID] + [rec("SGN", 3, 2.0, 2)]
+    cost = sgn.paper_cost({"fashion": recs}).set_index("benchmark")
+    assert cost.loc["fashion", "cpu_hours"] == pytest.approx(5 * (400 + 50) * 30 / 3600)

@@ -17,6 +17,7 @@ import time
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 import torch
 
 from curvlab import curvature, data, experiment, models, training
@@ -314,3 +315,46 @@ def run_records(bench: str, scale: str, seeds=None, device: str = "auto") -> lis
         return [experiment.run(train, c, notebook=NOTEBOOK, scale=scale, name=record_name(c), device=device)
                 for c in cfgs]
     return list(frame["record"])
+
+
+FULL_TRAIN = {"boston": 404, "sine_10": 7000, "sine_100": 7000, "mnist": 60000, "fashion": 60000,
+              "cifar10": 50000}
+
+
+def _seconds_per_epoch(records: list[dict]) -> dict:
+    """Map config label -> measured (training + evaluation) seconds per epoch, seed mean."""
+    per: dict = {}
+    for r in records:
+        s = r["summary"]
+        if s.get("epochs", 0) > 0:
+            per.setdefault(config_label(r["config"]), []).append(
+                (s["train_time_s"] + s.get("eval_time_s", 0.0)) / s["epochs"])
+    return {k: float(np.mean(v)) for k, v in per.items()}
+
+
+def paper_cost(ci_records: dict) -> pd.DataFrame:
+    """Estimated single-thread CPU hours per benchmark at paper scale, from measured ci timings.
+
+    Seconds budgets cost their seconds (plus nothing for evaluation: it is timed apart, so a rough
+    lower bound). Epoch budgets cost epochs × the ci seconds per epoch of the same config (else the
+    closest config of the same method), scaled by the ratio of full to ci training-set size.
+    """
+    rows = []
+    for bench, recs in ci_records.items():
+        per = _seconds_per_epoch(recs)
+        n_ci = SETTINGS["ci"][bench].get("n_train", FULL_TRAIN[bench])
+        total = 0.0
+        for cfg in configs(bench, "paper"):
+            b = cfg["budget"]
+            if "seconds" in b:
+                total += b["seconds"]
+                continue
+            same = [k for k in per if k.split("(")[0] == cfg["method"]]
+            if not same:
+                continue
+            lab = config_label(cfg) if config_label(cfg) in per else same[-1]
+            total += b["epochs"] * per[lab] * FULL_TRAIN[bench] / n_ci
+        seeds = len(SETTINGS["paper"]["seeds"])
+        rows.append({"benchmark": bench, "runs": seeds * len(configs(bench, "paper")),
+                     "cpu_hours": seeds * total / 3600})
+    return pd.DataFrame(rows)
