@@ -203,51 +203,6 @@ def test_traced_graph_drops_zero_tangent_work():
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
-def test_outputs_on_line_equal_the_network_at_the_trial_point(kind):
-    """theta + s Delta with Delta = sum_k a_k v_k recorded product by product, as CG does."""
-    from curvlab.krylov import conjugate_gradient
-    model, x, y = make_problem(kind, "cross_entropy")
-    cv.clear_trace_cache(model)
-    op = cv.GGNOperator(model, "cross_entropy", x, y)
-    assert op.has_line_shortcut
-    split = next(iter(cv._TRACE_CACHE[model].values()))
-    first = "aten.addmm.default" if kind == "mlp" else "aten.convolution.default"
-    count = [str(n.target) for n in split.primal.graph.nodes].count
-    trial_count = [str(n.target) for n in split.trial.graph.nodes].count
-    assert split.n_frontier == 1 and trial_count(first) == count(first) - 1   # the first layer is skipped
-    params = [p.detach() for p in model.parameters()]
-    theta = cv.flatten(params)
-    assert torch.equal(op.outputs_on_line(params, 0.7), op.outputs)            # nothing recorded: Delta = 0
-    delta, info = conjugate_gradient(lambda v: [a + 0.1 * b for a, b in zip(op(v), v)],
-                                     [-t for t in op.gradient], max_iter=3, tol=0.0, on_step=op.record_step)
-    assert info.iterations == 3
-    for s in (1.0, 0.25, -2.0):
-        trial = cv.unflatten_like(theta + s * cv.flatten(delta), params)
-        expected = torch.func.functional_call(model, dict(zip(cv.parameter_names(model), trial)), (x,))
-        torch.testing.assert_close(op.outputs_on_line(trial, s), expected, rtol=1e-12, atol=1e-12)
-
-
-def test_no_line_shortcut_where_skipping_could_change_the_model():
-    """In-place work (BatchNorm statistics in training mode) gets no frontier; the line still works."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 3)).double()
-    x, y = torch.randn(N, 5, dtype=torch.float64), torch.arange(N) % C
-    op = cv.GGNOperator(model, "cross_entropy", x, y)
-    assert not op.has_line_shortcut
-    op.record_step(1.0)                                       # a no-op without the shortcut
-    model.eval()
-    params = [p.detach() for p in model.parameters()]
-    torch.testing.assert_close(op.outputs_on_line(params, 1.0), model(x))
-
-
-def test_record_step_needs_a_product_first():
-    model, x, y = make_problem("mlp", "mse")
-    op = cv.GGNOperator(model, "mse", x, y)
-    with pytest.raises(RuntimeError, match="product first"):
-        op.record_step(0.5)
-
-
-@pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_hessian_vector_product_matches_dense_hessian(kind):
     model, x, y = make_problem(kind, "cross_entropy")
     names, params = cv._resolve_params(model, None)

@@ -41,15 +41,13 @@ import math
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .isaac import check_damping, isaac_weight_gradient, select_linear_layers, solve_spd
+from .losses import check_loss, loss_function, sample_targets
 
 __all__ = ["zeta_weight_gradient", "kfac_weight_gradient", "sampled_output_gradients",
            "KroneckerPreconditioner"]
-
-LOSSES = ("cross_entropy", "mse")
 
 
 def _output_factor_root(sampled_grad_output: Tensor, b: int) -> Tensor:
@@ -110,39 +108,25 @@ def kfac_weight_gradient(grad_output: Tensor, inputs: Tensor, sampled_grad_outpu
 
 def sampled_output_gradients(output: Tensor, tensors: list[Tensor], loss: str, samples: int = 1,
                              generator: torch.Generator | None = None) -> list[Tensor]:
-    """Gradients w.r.t. ``tensors`` of the mean ``loss`` with labels sampled from the model.
+    """Gradients w.r.t. ``tensors`` of the batch ``loss`` with targets sampled from the model.
 
-    ``output`` (b, k) is the network output the loss is computed from. Draws ``samples`` label sets
-    ŷ ~ p(y | output) and back-propagates each (graph retained), so the expected outer product of
-    the per-example gradients equals the per-example loss Hessian w.r.t. ``output`` (the GGN):
+    ``output`` (b, k) is the network output the loss is computed from; ``loss`` any name of
+    :data:`curvlab.losses.LOSSES` (every one a mean over the batch). Draws ``samples`` target sets
+    ŷ ~ p(y | output) with :func:`curvlab.losses.sample_targets` and back-propagates each (graph
+    retained), so the expected outer product of the per-example gradients equals the per-example
+    loss Hessian w.r.t. ``output`` (the GGN):
 
-    - ``"cross_entropy"`` (``F.cross_entropy``, mean): ŷ ~ Categorical(softmax(output)).
+    - ``"cross_entropy"``: ŷ ~ Categorical(softmax(output)).
     - ``"mse"`` (``F.mse_loss``, mean over all b·d elements): ŷ = output + σ ε, ε ~ N(0, I),
-      σ² = d/2, because the per-example loss (1/d)‖f − y‖² has Hessian (2/d) I.
+      σ² = d/2, because the per-example loss (1/d)‖f − y‖² has Hessian (2/d) I (other squared
+      errors: σ² = 1/(2 c) for the per-example loss c‖f − y‖²).
 
     Returns, per tensor (b, ..., m), the ``samples`` gradients stacked as rows: (samples·b·..., m).
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if int(samples) != samples or samples < 1:
-        raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    target = output.detach()
-    b = output.shape[0]
-    if loss == "cross_entropy":
-        if output.dim() != 2:
-            raise ValueError(f"cross_entropy sampling needs output (b, classes), got {tuple(output.shape)}")
-        labels = torch.multinomial(torch.softmax(target, dim=1), int(samples), replacement=True,
-                                   generator=generator)                 # (b, samples)
-    per_draw = []
-    for k in range(int(samples)):
-        if loss == "cross_entropy":
-            sampled_loss = F.cross_entropy(output, labels[:, k])
-        else:
-            sigma = math.sqrt(output.numel() / (2 * b))
-            noise = torch.randn(target.shape, generator=generator, dtype=target.dtype,
-                                device=target.device)
-            sampled_loss = F.mse_loss(output, target + sigma * noise)
-        per_draw.append(torch.autograd.grad(sampled_loss, tensors, retain_graph=True))
+    check_loss(loss)
+    loss_fn = loss_function(loss)
+    per_draw = [torch.autograd.grad(loss_fn(output, target), tensors, retain_graph=True)
+                for target in sample_targets(loss, output, samples, generator)]
     return [torch.cat([draw[i].reshape(-1, t.shape[-1]) for draw in per_draw])
             for i, t in enumerate(tensors)]
 
@@ -173,8 +157,7 @@ class KroneckerPreconditioner:
         self.la, self.lg = check_damping(la, "la"), check_damping(lg, "lg")
         if method not in ("zeta", "kfac"):
             raise ValueError(f"method must be 'zeta' or 'kfac', got {method!r}")
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        check_loss(loss)
         if int(samples) != samples or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
         self.model, self.method, self.loss = model, method, loss
@@ -190,8 +173,11 @@ class KroneckerPreconditioner:
         return hook
 
     def backward(self, loss: Tensor, output: Tensor) -> None:
-        """Use instead of ``loss.backward()``: ``loss`` (scalar, mean over the batch) computed from
-        the model ``output`` of the last forward pass."""
+        """Use instead of ``loss.backward()``.
+
+        ``loss`` (scalar, mean over the batch) is computed from the model ``output`` of the last
+        forward pass.
+        """
         records = self._records
         self._records = {}
         names = [name for name, _ in self.layers]
