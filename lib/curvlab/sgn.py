@@ -19,7 +19,8 @@ outputs, loss and gradient from one forward/backward pass, then one tangent pass
 per CG iteration) and the solver from ``curvlab.krylov.conjugate_gradient``. With the default traced
 products, trial points cost less than a forward pass: the first layers are affine in theta, so their
 outputs at theta + alpha Delta are ``value + alpha * (their tangent along Delta)``, and CG's tangent
-passes have already computed those tangents for each of its directions (``GGNOperator.outputs_on_line``).
+passes have already computed those tangents for each of its directions
+(``curvlab._line_search.LineShortcut``).
 For an MLP on MNIST this skips the 784-wide matmul, which is most of the network's forward cost.
 
 Relation to the reference code (``gmatilde/SGN``, Theano) and to the specification:
@@ -57,6 +58,7 @@ import torch
 from torch import Tensor, nn
 
 from curvlab import sgn_rules as rules
+from curvlab._line_search import LineShortcut
 from curvlab.curvature import LOSSES, GGNOperator, InputsLike, loss_function
 from curvlab.krylov import CGInfo, conjugate_gradient
 from curvlab.linalg import flatten, unflatten_like
@@ -90,7 +92,7 @@ class SGNStats:
         accepted: whether the parameters were updated.
         grad_norm: ||g||_2 of the minibatch gradient.
         line_shortcut: whether the trial losses were evaluated from the moved affine first layers
-            (``GGNOperator.outputs_on_line``) rather than by full forward passes.
+            (``curvlab._line_search.LineShortcut``) rather than by full forward passes.
     """
 
     step: int
@@ -123,6 +125,7 @@ class _Point:
     theta_flat: Tensor              # (P,) a copy of theta, independent of ``live``
     theta: tuple[Tensor, ...]       # that copy, shaped like ``live``
     op: GGNOperator
+    line: LineShortcut              # follows CG's Delta at the first layers for the trial points
     loss: float                     # L(theta)
     g: Tensor                       # (P,) gradient
     gg: float                       # g^T g
@@ -278,8 +281,8 @@ class SGN:
         op = GGNOperator(self.model, self.loss, inputs, targets, params=theta, method=self.config.method)
         loss = float(op.loss)
         g = flatten(op.gradient)
-        return _Point(live=live, theta_flat=theta_flat, theta=theta, op=op, loss=loss, g=g,
-                      gg=float(torch.dot(g, g)))
+        return _Point(live=live, theta_flat=theta_flat, theta=theta, op=op, line=LineShortcut(op), loss=loss,
+                      g=g, gg=float(torch.dot(g, g)))
 
     def _skipped(self, t: int, rho: float, point: _Point) -> SGNStats:
         """Stats of a step skipped at a non-finite loss or gradient (parameters kept)."""
@@ -301,10 +304,10 @@ class SGN:
 
     def _solve(self, point: _Point, m_hat: Tensor, rho: float, t: int) -> tuple[Tensor, CGInfo]:
         """Delta ~= -(G + rho I)^{-1} m_hat by CG from 0, with the optional diagonal preconditioner."""
-        c, op, live = self.config, point.op, point.live
+        c, line, live = self.config, point.line, point.live
 
         def damped(v: Tensor) -> Tensor:                             # (P,) -> (G + rho I) v
-            return flatten(op(unflatten_like(v, live))).add_(v, alpha=rho)
+            return flatten(line(unflatten_like(v, live))).add_(v, alpha=rho)
 
         precondition = None
         if c.preconditioner:
@@ -313,10 +316,10 @@ class SGN:
             def precondition(r: Tensor) -> Tensor:
                 return inv_diag * r
 
-        # on_step lets op follow Delta = sum_k a_k p_k at the network's first (affine) layers, so the
-        # trial points skip their matmul (see GGNOperator.outputs_on_line).
+        # on_step lets the line follow Delta = sum_k a_k p_k at the network's first (affine) layers, so
+        # the trial points skip their matmul (see curvlab._line_search).
         return conjugate_gradient(damped, -m_hat, max_iter=c.cg_iterations_at(t), tol=c.cg_tol,
-                                  preconditioner=precondition, on_step=op.record_step)
+                                  preconditioner=precondition, on_step=line.record_step)
 
     def _loss_at(self, point: _Point, delta: Tensor, step_size: float, inputs: InputsLike,
                  targets: Tensor) -> float:
@@ -325,8 +328,8 @@ class SGN:
         with torch.no_grad():
             for p, value in zip(point.live, trial):
                 p.copy_(value)
-            if point.op.has_line_shortcut:
-                outputs = point.op.outputs_on_line(trial, step_size)
+            if point.line.applies:
+                outputs = point.line.outputs(trial, step_size)
             else:
                 outputs = self.model(*_as_tuple(inputs))
             return float(self._loss_fn(outputs, targets))
@@ -357,7 +360,7 @@ class SGN:
                     for p, value in zip(point.live, point.theta):
                         p.copy_(value)
         return _Line(trial_loss=trial_loss, alpha=alpha, new_loss=new_loss, backtracks=backtracks,
-                     accepted=accepted, shortcut=point.op.has_line_shortcut)
+                     accepted=accepted, shortcut=point.line.shortcut_calls > 0 and point.line.full_calls == 0)
 
     def _update_rho(self, t: int, rho: float, ratio: float, accepted: bool) -> float:
         """Damping of step t + 1: trust-region rule (raised at least once after a rejection) or schedule."""
