@@ -71,3 +71,33 @@ def test_after_T_reads_the_measured_clock():
                        "test_accuracy": [0.1, 0.8, 0.9], "status": "ok"})
     out = V.after_T_frame(df, "test_accuracy", 2.0)
     assert out["test_accuracy"].tolist() == [0.8]
+
+
+def long(cells, metric):
+    """{config: (status, [per-seed lists of per-epoch values])} -> long table, epochs 0..n, clock = epoch."""
+    rows = []
+    for c, (status, seeds) in cells.items():
+        for s, vals in enumerate(seeds, 1):
+            for e, v in enumerate(vals):
+                rows.append({"config": c, "method": c[:3], "seed": s, "epoch": float(e), "time": float(e),
+                             metric: v, "status": status})
+    return pd.DataFrame(rows)
+
+
+def test_regression_claims_on_a_synthetic_benchmark():
+    df = long({"SGN(10)": ("ok", [[0.5, 1e-3, 1.1e-4]] * 3), "SGD(0.01)": ("ok", [[0.5, 0.48, 0.47]] * 3),
+               "SGD(0.1)": ("ok", [[0.5, 0.46, 0.46]] * 3), "SGD(0.001)": ("ok", [[0.5, 0.5, 0.5]] * 3),
+               "SGD(1)": ("diverged", [[0.5, math.nan]] * 3)}, "test_loss")
+    out = {v.claim: v.status for v in V.regression_claims(df, "sine_10", "ci", GRID)}
+    assert out == {"sine_10 (ci): best SGN below best SGD, final test MSE": "reproduced",
+                   "sine_10 (ci): SGD(1) diverges": "reproduced",
+                   "sine_10 (ci): SGN(10) below 2e-4": "reproduced"}
+
+
+def test_classification_claims_read_the_measured_clock():
+    df = long({"SGN(3)": ("ok", [[0.1, 0.80, 0.85], [0.1, 0.82, 0.86]]),
+               "SGD(0.1)": ("ok", [[0.1, 0.60, 0.90], [0.1, 0.62, 0.91]])}, "test_accuracy")
+    out = V.classification_claims(df, "fashion", "ci", [2.0])
+    status = {v.claim: v.status for v in out}
+    assert status["fashion (ci): best SGN above every SGD after epoch 1"] == "reproduced"
+    assert status["fashion (ci) @ 2 s measured: SGD(0.1) above every SGN"] == "reproduced"

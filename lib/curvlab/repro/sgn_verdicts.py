@@ -128,3 +128,34 @@ def sgd_beats_every_sgn(values: pd.DataFrame, metric: str, sgd: str, claim: str,
     status = RESULT[compare(list(per[sgd].values()), list(sgn.values()))]
     evidence = f"{_text(sgd, per[sgd], True)} vs {_text(sgn_lab, sgn, True)}"
     return Verdict(claim, status, evidence, {"sgd": sgd, "best_sgn": sgn_lab}, paper=paper)
+
+
+def regression_claims(df: pd.DataFrame, bench: str, tag: str, sgd_grid) -> list[Verdict]:
+    """Boston / sine: best SGN below best SGD at the end of the budget; SGD(1) diverges."""
+    fin = final_frame(df, "test_loss")
+    out = [sgn_vs_sgd(fin, "test_loss", f"{bench} ({tag}): best SGN below best SGD, final test MSE",
+                      higher=False, sgd_grid=sgd_grid),
+           diverges(df, "SGD(1)", f"{bench} ({tag}): SGD(1) diverges")]
+    if bench == "sine_10":
+        out.append(below(fin, r"SGN\(10\)", "test_loss", 2e-4, f"sine_10 ({tag}): SGN(10) below 2e-4"))
+    if bench == "sine_100":
+        out.append(below(fin, r"SGD\((0\.001|0\.01|0\.1)\)", "test_loss", 0.45,
+                         f"sine_100 ({tag}): SGD (lr ≤ 0.1) stays at test MSE ≥ 0.45", above=True))
+    return out
+
+
+def classification_claims(df: pd.DataFrame, bench: str, tag: str, times) -> list[Verdict]:
+    """MNIST / Fashion / CIFAR-10: epoch-1 ordering; orderings after T on the measured clock."""
+    out = [sgn_vs_sgd(epoch_frame(df, "test_accuracy", 1.0), "test_accuracy",
+                      f"{bench} ({tag}): best SGN above every SGD after epoch 1", higher=True)]
+    for T in times:
+        at = after_T_frame(df, "test_accuracy", T)
+        if bench == "fashion":
+            out.append(sgd_beats_every_sgn(at, "test_accuracy", "SGD(0.1)",
+                                           f"fashion ({tag}) @ {T:g} s measured: SGD(0.1) above every SGN"))
+        else:
+            out.append(sgn_vs_sgd(at, "test_accuracy", f"{bench} ({tag}) @ {T:g} s measured: best SGN above "
+                                  "best SGD", higher=True))
+    if bench == "fashion":
+        out.append(diverges(df, "SGD(1)", f"fashion ({tag}): SGD(1) diverges"))
+    return out
