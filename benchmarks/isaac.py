@@ -5,6 +5,11 @@ Models (batch 60, synthetic data, all linear layers preconditioned): the 5-layer
 auto-encoder (MSE against its input). Methods: the plain gradient, ζ* (``isaac.apply_isaac``), and
 ζ and K-FAC (``isaac_kfac.KroneckerPreconditioner``, one sampled-label backward per step).
 
+Beside them (``main`` only, not the notebook's record), ``pypi``: the reference package ``isaac``
+0.1.1 from PyPI (installed among the peers, ``benchmarks/peers.txt``), its ``isaac.Linear`` in every
+layer of a third copy of the model, timed in the same interleaved rounds; the line ``zeta* / pypi``
+is the ratio of the two medians.
+
 Time: one full SGD step (forward, backward, optimizer step), methods measured interleaved in one
 process with the order rotated every repeat; the median over repeats is reported.
 
@@ -16,7 +21,7 @@ memory held before the step (parameters, optimizer state, the batch) + that tran
 reset and is dominated by the libraries.) Scratch space that BLAS/LAPACK allocate themselves is
 not counted, for any method.
 
-    python benchmarks/isaac.py [--quick] [--threads 1] [--repeats N] [--methods isaac zeta kfac]
+    python benchmarks/isaac.py [--quick] [--threads 1 2] [--repeats N] [--methods isaac pypi zeta kfac]
     python benchmarks/isaac.py --record paper     # the notebook's Table 2 record at one scale
 
 ``--record SCALE`` runs Table 2 with the settings ``TABLE2[SCALE]`` of the notebook ``01_isaac`` and
@@ -47,7 +52,7 @@ from curvlab.isaac_kfac import KroneckerPreconditioner
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 60
 LA = LG = 0.1                      # cost does not depend on the damping values
-LR = {"gradient": 1e-3, "isaac": 1e-3, "zeta": 1e-3, "kfac": 1e-5}   # small: no drift or overflow
+LR = {"gradient": 1e-3, "isaac": 1e-3, "pypi": 1e-3, "zeta": 1e-3, "kfac": 1e-5}   # small: no drift or overflow
 MODELS = {
     "mlp 5x100": lambda: models.mlp([784, 100, 100, 100, 100, 10]),
     "mlp 5x400": lambda: models.mlp([784, 400, 400, 400, 400, 10]),
@@ -84,11 +89,37 @@ PAPER_TABLE2 = {
 
 def paper_ratio(model: str, method: str, column: int = 0) -> float | None:
     """The paper's Table 2 ratio to the gradient (column 0: CPU time, 1: peak memory), or None."""
+    if method not in PAPER_TABLE2[model]:                  # e.g. the PyPI package: not in the paper
+        return None
     value, base = PAPER_TABLE2[model][method][column], PAPER_TABLE2[model]["gradient"][column]
     return value / base if value else None
 
 
-TARGET = {"model": "mlp 5x400", "time": 1.3, "memory": 1.05}
+TARGET = {"model": "mlp 5x400", "time": 1.15, "memory": 1.05, "pypi": 1.0}
+PEER = {}                          # "isaac": the PyPI package, imported by load_peer()
+
+
+def load_peer(path: str | None):
+    """Import the PyPI ``isaac`` package from ``path`` (or the environment); None if absent."""
+    if path and path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        import isaac as peer
+    except ImportError:
+        return None
+    PEER["isaac"] = peer
+    return peer
+
+
+def _swap_to_peer(model: torch.nn.Module) -> None:
+    """Every nn.Linear of ``model`` -> the peer's isaac.Linear holding the same parameters."""
+    peer = PEER["isaac"]
+    for parent in list(model.modules()):
+        for key, child in list(parent._modules.items()):
+            if type(child) is torch.nn.Linear:
+                new = peer.Linear(child.in_features, child.out_features, LA, bias=child.bias is not None)
+                new.weight, new.bias = child.weight, child.bias
+                setattr(parent, key, new)
 
 
 class Runner:
@@ -102,6 +133,8 @@ class Runner:
         self.pre = None
         if method == "isaac":
             apply_isaac(model, LA, layers)
+        elif method == "pypi":
+            _swap_to_peer(model)
         elif method in ("zeta", "kfac"):
             self.pre = KroneckerPreconditioner(model, LA, LG, layers, method=method, loss=loss,
                                                generator=torch.Generator().manual_seed(0))
@@ -227,46 +260,70 @@ def quiet_stderr():
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repeats, small time budget")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (paper: one core)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="torch thread counts, one run each (paper: one core)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed steps per method (default 100, --quick 15)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds of timed steps per model, lowering repeats (min 5) for slow "
                              "rows (default 60, --quick 8)")
-    parser.add_argument("--methods", nargs="+", default=["isaac", "zeta", "kfac"],
-                        choices=["isaac", "zeta", "kfac"])
+    parser.add_argument("--methods", nargs="+", default=["isaac", "pypi", "zeta", "kfac"],
+                        choices=["isaac", "pypi", "zeta", "kfac"])
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--record", choices=list(TABLE2), default=None,
                         help="write the notebook's Table 2 record at this scale instead (see TABLE2)")
     parser.add_argument("--force", action="store_true", help="with --record: re-measure a cached record")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "isaac.json")
-    parser.add_argument("--peers", default=None, help="unused here (K-FAC is curvlab's own); accepted for `make bench`")
+    parser.add_argument("--peers", default=str(ROOT / ".peers"),
+                        help="folder holding the PyPI isaac package (pip install --target)")
     args = parser.parse_args(argv)
     if args.record:
         record = table2_record(args.record, force=args.force)
         print(f"Table 2 record at {args.record} scale ({record['environment']['device_name']}, "
               f"{record['config']['threads']} thread): {experiment.record_path(record['config'], '01_isaac', args.record, 'table2')}")
         return record
-    torch.set_num_threads(args.threads)
+    methods = list(args.methods)
+    if "pypi" in methods and load_peer(args.peers) is None:
+        print(f"PyPI isaac not found in {args.peers} (make bench installs it): pypi column skipped")
+        methods.remove("pypi")
     repeats = args.repeats or (15 if args.quick else 100)
     warmup = 2 if args.quick else 5
     budget = args.budget or (8.0 if args.quick else 60.0)
-    print(f"ISAAC Table 2 cost, batch {BATCH}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, up to {repeats} repeats (median), la = lg = {LA}")
-    results = {}
-    for name in args.models:
-        results[name] = bench_model(name, args.methods, repeats, warmup, budget)
-    labels = {"isaac": "zeta*", "zeta": "zeta", "kfac": "K-FAC"}
+    runs = {threads: _report(args, threads, methods, repeats, warmup, budget) for threads in args.threads}
+    record = {"benchmark": "isaac", "batch": BATCH, "repeats": repeats, "quick": args.quick, "la": LA,
+              "lg": LG, "torch": torch.__version__, "target": TARGET,
+              "target_met": all(r["target_met"] is not False for r in runs.values()),
+              "runs": {str(t): r for t, r in runs.items()}}
+    atomic_write_json(args.out, record)
+    print(f"wrote {args.out}")
+    return record
+
+
+def _report(args, threads: int, methods: list[str], repeats: int, warmup: int, budget: float) -> dict:
+    """Table 2 at ``threads`` torch threads, printed; returns {"results", "target_met"}."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        print(f"ISAAC Table 2 cost, batch {BATCH}, torch {torch.__version__}, threads "
+              f"{torch.get_num_threads()}, up to {repeats} repeats (median), la = lg = {LA}")
+        results = {name: bench_model(name, methods, repeats, warmup, budget) for name in args.models}
+    finally:
+        torch.set_num_threads(saved)
+    labels = {"isaac": "zeta*", "pypi": "pypi", "zeta": "zeta", "kfac": "K-FAC"}
     header = f"{'model':<13} {'n':>3} {'gradient':>12}" + "".join(
-        f" | {labels[m] + ' time':>11} {'(paper)':>7} {'memory':>6}" for m in args.methods)
+        f" | {labels[m] + ' time':>11} {'(paper)':>7} {'memory':>6}" for m in methods)
     print(header + "\n" + "-" * len(header))
     for name, row in results.items():
         line = f"{name:<13} {row['repeats']:3d} {row['gradient']['time_ms']:9.2f} ms"
-        for m in args.methods:
-            paper = row[m]["paper_time_ratio"]
+        for m in methods:
+            paper = row[m]["paper_time_ratio"] if m != "pypi" else None
             line += (f" | {row[m]['time_ratio']:10.2f}x {f'{paper:.2f}x' if paper else '?':>7}"
                      f" {row[m]['memory_ratio']:5.2f}x")
         print(line)
+        if "isaac" in row and "pypi" in row:
+            row["isaac"]["ratio_to_pypi"] = row["isaac"]["time_ms"] / row["pypi"]["time_ms"]
+            print(f"{'':<13}     zeta* / pypi (PyPI isaac 0.1.1, same rounds): "
+                  f"{row['isaac']['ratio_to_pypi']:.2f}x")
     print("n: timed steps per method; time: median step time / gradient's; memory: peak bytes / gradient's "
           "(gradient peaks: " + ", ".join(f"{n} {r['gradient']['peak_mb']:.1f} MB"
                                             for n, r in results.items()) + ")")
@@ -274,16 +331,14 @@ def main(argv=None) -> dict:
     if TARGET["model"] in results and "isaac" in results[TARGET["model"]]:
         got = results[TARGET["model"]]["isaac"]
         verdict = got["time_ratio"] <= TARGET["time"] and got["memory_ratio"] <= TARGET["memory"]
-        print(f"target for {TARGET['model']}: zeta* <= {TARGET['time']}x time and <= "
-              f"{TARGET['memory']}x memory: {got['time_ratio']:.2f}x, {got['memory_ratio']:.3f}x -> "
-              f"{'met' if verdict else 'NOT met'}")
-    record = {"benchmark": "isaac", "batch": BATCH, "threads": torch.get_num_threads(),
-              "repeats": repeats, "quick": args.quick, "la": LA, "lg": LG,
-              "torch": torch.__version__, "target": TARGET, "target_met": verdict,
-              "results": results}
-    atomic_write_json(args.out, record)
-    print(f"wrote {args.out}")
-    return record
+        pypi = got.get("ratio_to_pypi")
+        if pypi is not None:
+            verdict = verdict and pypi <= TARGET["pypi"]
+        print(f"target for {TARGET['model']} at {threads} thread(s): zeta* <= {TARGET['time']}x time, "
+              f"<= {TARGET['memory']}x memory, <= {TARGET['pypi']}x PyPI isaac: {got['time_ratio']:.2f}x, "
+              f"{got['memory_ratio']:.3f}x, " + (f"{pypi:.2f}x" if pypi is not None else "n/a")
+              + f" -> {'met' if verdict else 'NOT met'}")
+    return {"threads": threads, "results": results, "target_met": verdict}
 
 
 if __name__ == "__main__":

@@ -11,10 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curvlab import isaac, isaac_kfac, models
+from curvlab import isaac, isaac_kfac, linalg, models
 from curvlab.isaac import apply_isaac, isaac_weight_gradient
-from curvlab.isaac_kfac import (KroneckerPreconditioner, kfac_weight_gradient,
-                                sampled_output_gradients, zeta_weight_gradient)
+from curvlab.isaac_kfac import (
+    KroneckerPreconditioner,
+    kfac_weight_gradient,
+    sampled_output_gradients,
+    zeta_weight_gradient,
+)
 
 DT = torch.float64
 
@@ -75,13 +79,15 @@ def test_both_forms_agree_with_dense_inverse(b, n, m):
 
 def test_auto_form_solves_the_smaller_system(monkeypatch):
     sizes = []
-    solve = isaac.solve_spd
-    monkeypatch.setattr(isaac, "solve_spd", lambda M, rhs, **kw: sizes.append(M.shape[0]) or solve(M, rhs, **kw))
+    inverse = isaac.damped_gram_inverse
+    monkeypatch.setattr(isaac, "damped_gram_inverse", lambda A, c: sizes.append(A.shape[0]) or inverse(A, c))
     for b, n in [(4, 9), (9, 4), (6, 6)]:
         isaac_weight_gradient(rand(b, 2), rand(b, n), 1.0)
     assert sizes == [4, 4, 6]
     sizes.clear()
-    monkeypatch.setattr(isaac_kfac, "solve_spd", lambda M, rhs, **kw: sizes.append(M.shape[0]) or solve(M, rhs, **kw))
+    solve = isaac_kfac.solve_spd
+    monkeypatch.setattr(isaac_kfac, "solve_spd",
+                        lambda M, rhs, **kw: sizes.append(M.shape[0]) or solve(M, rhs, **kw))
     for R, m in [(3, 8), (8, 3)]:                                   # the output side: R×R or m×m
         zeta_weight_gradient(rand(3, m), rand(3, 9), rand(R, m), 1.0, 1.0)
     assert sizes == [3, 3, 3, 3]
@@ -93,6 +99,67 @@ def test_solve_spd_falls_back_and_refuses_non_finite_systems():
     bad = rand(4, 4) @ rand(4, 4).T + eye(4)
     bad[1, 2] = bad[2, 1] = float("inf")                           # LU alone would return finite values
     assert torch.isnan(isaac.solve_spd(bad, rand(4, 2))).all()
+
+
+def test_duplicated_row_at_large_scale_in_float32():
+    """x = randn(8, 32)·100 with a repeated row, la = 1e-4: I + AAᵀ/(b·la) is SPD with eigenvalues
+    ≥ 1, but in float32 |AAᵀ|/(b·la) ~ 4e8 swamps the I, so a plain Cholesky reports it singular."""
+    torch.manual_seed(7)
+    layer = isaac.Linear(32, 3, la=1e-4)
+    x = torch.randn(8, 32) * 100
+    x[5] = x[2]
+    y = torch.randn(8, 3)
+    z = layer(x)
+    (G,) = torch.autograd.grad(F.mse_loss(z, y), z, retain_graph=True)
+    F.mse_loss(z, y).backward()
+    ref = dense_isaac(G.double(), x.double(), 1e-4)
+    assert torch.isfinite(layer.weight.grad).all()
+    assert rel(layer.weight.grad.double(), ref) < 1e-3
+    assert linalg.damped_gram_inverse(x, 8 * 1e-4).dtype == DT     # float32 declined: float64
+
+
+def rank_deficient(b, n, rank, seed):
+    return rand(b, rank, seed=seed) @ rand(rank, n, seed=seed + 1)
+
+
+@pytest.mark.parametrize("b,n", [(8, 32), (40, 12)], ids=["b<n", "b>n"])
+@pytest.mark.parametrize("kind", ["x1e4", "x1e-4", "rank-deficient", "rank-deficient x1e3"])
+@pytest.mark.parametrize("form", ["batch", "input"])
+def test_float32_at_any_scale_matches_float64(b, n, kind, form):
+    A = rand(b, n, seed=3) if kind.startswith("x") else rank_deficient(b, n, 3, seed=3)
+    A = A * {"x1e4": 1e4, "x1e-4": 1e-4, "rank-deficient": 1.0, "rank-deficient x1e3": 1e3}[kind]
+    A32 = A.float()                                                # the float32 data, exactly
+    G = rand(b, 4, seed=5)
+    for la in (1e-4, 1.0):
+        ref = dense_isaac(G, A32.double(), la)
+        got = isaac_weight_gradient(G.float(), A32, la, form=form)
+        assert got.dtype == torch.float32 and torch.isfinite(got).all()
+        assert rel(got.double(), ref) < 2e-3, (la, rel(got.double(), ref))
+
+
+def test_empty_batch_gives_a_zero_update():
+    layer = isaac.Linear(5, 3, la=0.5)
+    conv = isaac.Conv2d(2, 3, 3, la=0.5)
+    F.mse_loss(layer(torch.zeros(0, 5)), torch.zeros(0, 3), reduction="sum").backward()
+    conv(torch.zeros(0, 2, 6, 6)).sum().backward()
+    for p in (layer.weight, conv.weight):
+        assert torch.equal(p.grad, torch.zeros_like(p))
+    for form in ("batch", "input"):
+        assert torch.equal(isaac_weight_gradient(rand(0, 3), rand(0, 5), 1.0, form=form),
+                           torch.zeros(3, 5, dtype=DT))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_solved_in_float32(dtype):
+    G, A = rand(6, 3, seed=1), rand(6, 10, seed=2)
+    for form in ("batch", "input"):
+        got = isaac_weight_gradient(G.to(dtype), A.to(dtype), 0.5, form=form)
+        ref = dense_isaac(G.to(dtype).double(), A.to(dtype).double(), 0.5)
+        assert got.dtype == dtype
+        assert rel(got.double(), ref) < (1e-2 if dtype == torch.bfloat16 else 2e-3)
+    layer = isaac.Linear(10, 3, la=0.5, dtype=dtype)
+    layer(A.to(dtype)).float().square().sum().backward()
+    assert layer.weight.grad.dtype == dtype and torch.isfinite(layer.weight.grad).all()
 
 
 def test_eigen_view_damps_high_variance_directions():
@@ -291,6 +358,43 @@ def test_direct_apply_takes_the_public_path_only_under_torch_func(monkeypatch):
     assert calls                     # (torch.func may re-enter apply once per level)
 
 
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_exact_derivatives_give_the_plain_gradient(kind):
+    """Inside exact_derivatives() a layer is its plain counterpart (true derivatives); outside, ζ*."""
+    from curvlab._exact import exact_derivatives
+    torch.manual_seed(0)
+    if kind == "linear":
+        layer, x = isaac.Linear(6, 4, la=0.3, dtype=DT), rand(5, 6, seed=2)
+        plain = nn.Linear(6, 4, dtype=DT)
+    else:
+        layer, x = isaac.Conv2d(2, 3, 3, la=0.3, padding=1, dtype=DT), rand(2, 2, 5, 5, seed=2)
+        plain = nn.Conv2d(2, 3, 3, padding=1, dtype=DT)
+    plain.load_state_dict(layer.state_dict())
+
+    def loss(module):
+        return module(x).square().sum()
+    (g_plain,) = torch.autograd.grad(loss(plain), plain.weight)
+    with exact_derivatives():
+        (g_exact,) = torch.autograd.grad(loss(layer), layer.weight)
+        hess = torch.func.hessian(lambda w: torch.func.functional_call(layer, {"weight": w}, (x,))
+                                  .square().sum())(layer.weight.detach())
+    (g_isaac,) = torch.autograd.grad(loss(layer), layer.weight)
+    torch.testing.assert_close(g_exact, g_plain)
+    ref_hess = torch.func.hessian(lambda w: torch.func.functional_call(plain, {"weight": w}, (x,))
+                                  .square().sum())(plain.weight.detach())
+    torch.testing.assert_close(hess, ref_hess)
+    z = layer(x)
+    (G,) = torch.autograd.grad(z.square().sum(), z)
+    if kind == "linear":
+        expected = isaac_weight_gradient(G, x, 0.3)
+    else:
+        A = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, 18)
+        expected = isaac_weight_gradient(G.flatten(2).transpose(1, 2).reshape(-1, 3), A, 0.3)
+        expected = expected.reshape(layer.weight.shape)
+    torch.testing.assert_close(g_isaac, expected)
+    assert rel(g_isaac, g_plain) > 1e-2
+
+
 def test_vmap_is_refused_rather_than_silently_per_example():
     layer = isaac.Linear(3, 2, la=1.0, dtype=DT)
     with pytest.raises(RuntimeError, match="vmap"):
@@ -325,6 +429,26 @@ def test_apply_isaac_on_nested_and_shared_modules():
     net = apply_isaac(Net(), 1.0, "head.fc")
     assert isinstance(net.head["fc"], isaac.Linear) and net.alias is net.head["fc"]
     assert type(net.body[0]) is nn.Linear
+
+
+def test_apply_isaac_converts_a_module_used_twice_in_one_parent():
+    torch.manual_seed(0)
+    shared = nn.Linear(4, 4, dtype=DT)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    x = rand(6, 4, seed=1)
+    before = model(x)
+    apply_isaac(model, 0.5, [1])
+    assert isinstance(model[0], isaac.Linear) and model[2] is model[0]
+    assert model[0].weight is shared.weight                       # tying kept
+    assert len(list(model.parameters())) == 2
+    torch.testing.assert_close(model(x), before)
+    model(x).square().sum().backward()                             # both uses give ζ*, summed
+    z1 = shared(x)
+    h = torch.relu(z1)
+    z2 = shared(h)
+    G1, G2 = torch.autograd.grad(z2.square().sum(), (z1, z2))
+    expected = isaac_weight_gradient(G1, x, 0.5) + isaac_weight_gradient(G2, h.detach(), 0.5)
+    torch.testing.assert_close(model[0].weight.grad, expected)
 
 
 @pytest.mark.parametrize("layers, match", [

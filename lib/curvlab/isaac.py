@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .linalg import check_damping, solve_spd
-from .linalg import identity as _identity
+from ._exact import exact_derivatives_active
+from .linalg import check_damping, damped_gram_inverse, solve_spd
 
 __all__ = ["isaac_weight_gradient", "solve_spd", "check_damping", "Linear", "Conv2d", "apply_isaac",
            "select_linear_layers"]
@@ -51,8 +51,13 @@ def isaac_weight_gradient(grad_output: Tensor, inputs: Tensor, la: float, *, for
     for SGD). Always report (lr, la) together. Very small ``la`` makes the system ill-conditioned;
     the paper reports instability at la=0.01 on the auto-encoder.
 
-    The system is solved by Cholesky in the input dtype (LU fallback), never by an explicit
-    inverse. Non-finite inputs give a non-finite result. ``la`` must be finite and > 0.
+    The b×b (or n×n) inverse P is formed explicitly by
+    :func:`curvlab.linalg.damped_gram_inverse` (Cholesky in the input dtype when the system is well
+    conditioned for it, otherwise in float64, with an eigendecomposition as the last resort, so any
+    finite input works at any scale) and applied by matrix products, ``(Gᵀ P) A``, the cheapest
+    order when m ≤ n; products use P's dtype. float16/bfloat16 inputs are computed in
+    float32 and the result cast back. An empty batch (b = 0) gives a zero direction, as the plain
+    gradient Gᵀ A does. Non-finite inputs give a non-finite result. ``la`` must be finite and > 0.
     """
     la = check_damping(la, "la")
     if grad_output.dim() != 2 or inputs.dim() != 2 or grad_output.shape[0] != inputs.shape[0]:
@@ -66,14 +71,25 @@ def isaac_weight_gradient(grad_output: Tensor, inputs: Tensor, la: float, *, for
 def _weight_gradient(G: Tensor, A: Tensor, la: float, form: str = "auto") -> Tensor:
     """:func:`isaac_weight_gradient` without argument checks (the layers' backward pass)."""
     b, n = A.shape
+    m = G.shape[1]
+    dtype = A.dtype
+    if b == 0:
+        return A.new_zeros(m, n)
+    if dtype in _HALF:                                   # LAPACK has no half kernels on CPU
+        G, A = G.float(), A.float()
     if form == "auto":
         form = "batch" if b < n else "input"
-    eye = _identity(b if form == "batch" else n, A.dtype, A.device)
+    P = damped_gram_inverse(A if form == "batch" else A.T, b * la)   # (I + AAᵀ/(b·la))⁻¹ or n×n
+    if P.dtype != A.dtype:                               # ill-conditioned: solved in float64
+        G, A = G.to(P.dtype), A.to(P.dtype)
     if form == "batch":
-        system = torch.addmm(eye, A, A.T, alpha=1.0 / (b * la))          # (b, b) = I + AAᵀ/(b·la)
-        return solve_spd(system, G.T, left=False) @ A                    # (m, b) @ (b, n)
-    system = torch.addmm(eye, A.T, A, alpha=1.0 / (b * la))              # (n, n) = I + AᵀA/(b·la)
-    return solve_spd(system, G.T @ A, left=False).contiguous()           # (m, n) (n, n)⁻¹
+        out = (G.T @ P) @ A if m <= n else G.T @ (P @ A)                 # (m, b)(b, b)(b, n)
+    else:
+        out = (G.T @ A) @ P                                              # (m, n)(n, n)
+    return out if out.dtype == dtype else out.to(dtype)
+
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 class _LinearFunction(torch.autograd.Function):
@@ -119,15 +135,15 @@ _C_APPLY = getattr(torch._C, "_FunctionBase", None) and torch._C._FunctionBase._
 
 
 def _direct_apply(function: type) -> Callable[..., Tensor]:
-    """``function.apply`` without the Python preamble of ``torch.autograd.Function.apply`` when that
-    preamble has nothing to do.
+    """``function.apply`` without ``torch.autograd.Function.apply``'s Python preamble, when idle.
 
     The preamble binds the arguments to ``forward``'s signature (a no-op for our all-positional,
     default-free calls) and unwraps dead ``torch.func`` wrappers (there are none unless an argument
     is a ``torch.func`` tensor), then calls the C++ ``apply``, which runs ``forward`` and
     ``setup_context``. It costs about 18 µs per call (one thread, AMD EPYC, torch 2.13: 224 against
-    206 µs for a 400→400 layer's forward at batch 60), about 2 % of a 5×400 MLP step per layer. Under an active ``torch.func`` transform, or for a wrapped argument, the
-    public ``apply`` is used, so ``torch.func.grad`` / ``functional_call`` work as before.
+    206 µs for a 400→400 layer's forward at batch 60), about 2 % of a 5×400 MLP step per layer.
+    Under an active ``torch.func`` transform, or for a wrapped argument, the public ``apply`` is
+    used, so ``torch.func.grad`` / ``functional_call`` work as before.
     """
     public = function.apply
     if _C_APPLY is None:                                   # another torch: keep the public path
@@ -147,8 +163,9 @@ _linear_apply = _direct_apply(_LinearFunction)
 
 
 class Linear(nn.Linear):
-    """Drop-in ``nn.Linear`` whose weight gradient is the ISAAC direction ζ* (see
-    :func:`isaac_weight_gradient` for ``la``). Same parameters, names and initialisation as
+    """Drop-in ``nn.Linear`` whose weight gradient is the ISAAC direction ζ*.
+
+    See :func:`isaac_weight_gradient` for ``la``. Same parameters, names and initialisation as
     ``nn.Linear``; the input and bias gradients stay exact, so earlier layers see true backprop.
 
     Inputs (B, T, ..., n) are flattened to b = B·T·... rows. The loss's own reduction is carried by
@@ -168,6 +185,7 @@ class Linear(nn.Linear):
 
     @property
     def la(self) -> float:
+        """The damping λ_a (finite, > 0; checked on assignment)."""
         return self._la
 
     @la.setter
@@ -175,9 +193,12 @@ class Linear(nn.Linear):
         self._la = check_damping(value, "la")
 
     def forward(self, input: Tensor) -> Tensor:
+        """``F.linear``; its backward gives ζ* for the weight (plain inside ``exact_derivatives()``)."""
+        if exact_derivatives_active():                   # curvature products: the true function
+            return F.linear(input, self.weight, self.bias)
         return _linear_apply(input, self.weight, self.bias, self._la)
 
-    def extra_repr(self) -> str:
+    def extra_repr(self) -> str:  # noqa: D102 (nn.Module's)
         return f"{super().extra_repr()}, la={self._la:g}"
 
 
@@ -238,12 +259,16 @@ class Conv2d(nn.Conv2d):
     la = Linear.la
 
     def forward(self, input: Tensor) -> Tensor:
+        """``F.conv2d``; its backward gives ζ* for the weight (plain inside ``exact_derivatives()``)."""
         unbatched = input.dim() == 3
         x = input.unsqueeze(0) if unbatched else input           # (B, C, H, W)
+        if exact_derivatives_active():                           # curvature products: the true function
+            out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+            return out.squeeze(0) if unbatched else out
         out = _conv2d_apply(x, self.weight, self.bias, self._la, self.stride, self.padding, self.dilation)
         return out.squeeze(0) if unbatched else out
 
-    def extra_repr(self) -> str:
+    def extra_repr(self) -> str:  # noqa: D102 (nn.Module's)
         return f"{super().extra_repr()}, la={self._la:g}"
 
 
@@ -303,8 +328,10 @@ def apply_isaac(model: nn.Module, la: float, layers: int | str | Iterable[int | 
         new.weight = old.weight
         new.bias = old.bias
         new.train(old.training)
-        for parent in list(model.modules()):                     # every place the layer is used
-            for key, child in list(parent.named_children()):
+        # every place the layer is used: _modules, not named_children(), which lists a module
+        # registered twice in one parent (nn.Sequential(shared, act, shared)) only once
+        for parent in list(model.modules()):
+            for key, child in list(parent._modules.items()):
                 if child is old:
                     setattr(parent, key, new)
     return model
