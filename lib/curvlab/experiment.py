@@ -22,8 +22,10 @@ import json
 import os
 import platform
 import random
+import re
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import provenance
 from .data import REPO_ROOT, STAND_INS
 
 SCALES = ("ci", "paper")
@@ -97,10 +100,25 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(json.dumps(_plain(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary files of earlier writers of ``path`` whose process no longer exists."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` atomically: a crash leaves either the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=1, allow_nan=True)
@@ -123,6 +141,8 @@ class Budget:
     def __post_init__(self):
         for k in ("steps", "epochs", "seconds"):
             v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.number))):
+                raise ValueError(f"budget {k} must be a number, got {v!r}")
             if v is not None and not v > 0:
                 raise ValueError(f"budget {k} must be positive, got {v}")
         if self.steps is None and self.epochs is None and self.seconds is None:
@@ -163,10 +183,76 @@ class Context:
         return tqdm(total=total, desc=self.desc, unit=unit, leave=False, disable=not progress_enabled())
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=+,-]")
+REQUIRED_KEYS = ("name", "config_hash", "config", "status", "metrics")
+
+
+class CorruptRecord(ValueError):
+    """A record file that is not a complete record (truncated, ``{}``, missing keys, wrong hash)."""
+
+
+def _stem(name: str) -> str:
+    """A file-name stem that cannot leave its folder: no separators, no leading dots."""
+    stem = _UNSAFE.sub("_", str(name)).lstrip(".")
+    return stem[:120] or "run"
+
+
 def record_path(config: Any, notebook: str, scale: str, name: str | None = None) -> Path:
+    """``results/<scale>/<notebook>/<name>-<hash>.json``; names are sanitised to stay inside."""
     cfg = _plain(config)
-    stem = (name or cfg.get("name") or "run").replace("/", "_")
-    return results_dir() / scale / notebook / f"{stem}-{config_hash(cfg)}.json"
+    stem = _stem(name or cfg.get("name") or "run")
+    return results_dir() / _stem(scale) / _stem(notebook) / f"{stem}-{config_hash(cfg)}.json"
+
+
+def load_record(path: Path) -> dict:
+    """Read and validate one record file.
+
+    Raises:
+        CorruptRecord: for a truncated or malformed file, ``{}``, a record missing one of
+            :data:`REQUIRED_KEYS`, or one whose config does not hash to its ``config_hash``. The
+            message names the path and the remedy.
+    """
+    remedy = f"delete {path} and re-run the cell or command that made it"
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptRecord(f"record {path} is not valid JSON ({err}); {remedy}") from None
+    if not isinstance(record, dict):
+        raise CorruptRecord(f"record {path} holds a {type(record).__name__}, not a record; {remedy}")
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise CorruptRecord(f"record {path} lacks {', '.join(missing)}; {remedy}")
+    if config_hash(record["config"]) != record["config_hash"]:
+        raise CorruptRecord(f"record {path}: its config does not match its config_hash; {remedy}")
+    return record
+
+
+def record_state(record: dict) -> str:
+    """``"fresh"``, ``"stale"`` (a module it ran has changed) or ``"unversioned"`` (no code entry)."""
+    code = record.get("code")
+    if not code:
+        return "unversioned"
+    return "stale" if provenance.stale_modules(code) else "fresh"
+
+
+def rerun_stale() -> bool:
+    """``$RERUN_STALE=1`` makes :func:`run` and the sweep re-run stale records."""
+    return os.environ.get("RERUN_STALE", "0") not in ("", "0")
+
+
+def cached(path: Path) -> dict | None:
+    """The valid record at ``path`` to reuse, or ``None`` (missing, corrupt, or stale under RERUN_STALE)."""
+    if not path.exists():
+        return None
+    try:
+        record = load_record(path)
+    except CorruptRecord as err:
+        warnings.warn(f"{err}; re-running it", stacklevel=3)
+        return None
+    if rerun_stale() and record_state(record) == "stale":
+        return None
+    return record
 
 
 def dataset_label(name: str | None) -> dict | None:
@@ -176,24 +262,26 @@ def dataset_label(name: str | None) -> dict | None:
             "label": f"{name} (stand-in for {STAND_INS[name]})" if name in STAND_INS else name}
 
 
-def run(train_fn: Callable[[dict, Context], dict], config: Any, *, notebook: str, scale: str,
-        name: str | None = None, force: bool = False, device: str = "auto") -> dict:
-    """Run ``train_fn(config, ctx)`` or load its cached record; return the record (a dict).
+def check_seed(seed: Any) -> int:
+    """A seed must be an ``int`` (``bool`` and text are refused: they hash differently)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    return int(seed)
 
-    ``config`` may hold ``seed`` (default 0), ``budget`` (``{"epochs": 3}``), ``dataset`` (a
-    :mod:`curvlab.data` name, recorded with its stand-in label) and ``device``; everything in it
-    enters the hash, so changing any value makes a new record.
+
+def execute(train_fn: Callable[[dict, Context], dict], config: Any, *, notebook: str, scale: str,
+            name: str | None = None, device: str = "auto", threads: int | None = None) -> dict:
+    """Run ``train_fn(config, ctx)`` and return its record, without writing anything.
+
+    This is what a sweep worker runs: it needs no shared filesystem, the caller writes the record.
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     cfg = _plain(config)
+    seed = check_seed(cfg.get("seed", 0))
     path = record_path(cfg, notebook, scale, name)
-    if path.exists() and not force:
-        with open(path) as fh:
-            return json.load(fh)
-    set_threads()
+    set_threads(threads)
     dev = resolve_device(cfg.get("device", device))
-    seed = int(cfg.get("seed", 0))
     ctx = Context(seed=seed, device=dev, generator=seed_everything(seed),
                   budget=Budget.of(cfg["budget"]) if "budget" in cfg else None, desc=path.stem)
     start = time.perf_counter()
@@ -208,18 +296,73 @@ def run(train_fn: Callable[[dict, Context], dict], config: Any, *, notebook: str
         "status": out.get("status", "ok"),
         "metrics": out["metrics"], "summary": out.get("summary", {}),
         "wall_clock_s": wall, "environment": environment(dev),
+        "code": provenance.code_version(train_fn),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    record = json.loads(json.dumps(record, allow_nan=True))    # what a cache hit will return
+    return json.loads(json.dumps(record, allow_nan=True))    # what a cache hit will return
+
+
+def run(train_fn: Callable[[dict, Context], dict], config: Any, *, notebook: str, scale: str,
+        name: str | None = None, force: bool = False, device: str = "auto") -> dict:
+    """Run ``train_fn(config, ctx)`` or load its cached record; return the record (a dict).
+
+    ``config`` may hold ``seed`` (an int, default 0), ``budget`` (``{"epochs": 3}``), ``dataset`` (a
+    :mod:`curvlab.data` name, recorded with its stand-in label) and ``device``; everything in it
+    enters the hash, so changing any value makes a new record. A corrupt cached record is reported
+    and re-run; a stale one is re-run under ``RERUN_STALE=1``.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    cfg = _plain(config)
+    check_seed(cfg.get("seed", 0))
+    path = record_path(cfg, notebook, scale, name)
+    hit = None if force else cached(path)
+    if hit is not None:
+        return hit
+    record = execute(train_fn, cfg, notebook=notebook, scale=scale, name=name, device=device)
     atomic_write_json(path, record)
     return record
 
 
 def load_records(notebook: str, scale: str) -> list[dict]:
-    """Every record saved for one notebook at one scale (e.g. the committed ``paper`` records)."""
-    folder = results_dir() / scale / notebook
-    records = []
-    for p in sorted(folder.glob("*.json")):
-        with open(p) as fh:
-            records.append(json.load(fh))
-    return records
+    """Every valid record saved for one notebook at one scale (e.g. the committed ``paper`` records).
+
+    Raises:
+        CorruptRecord: if a file in the folder is not a valid record.
+    """
+    folder = results_dir() / _stem(scale) / _stem(notebook)
+    return [load_record(p) for p in sorted(folder.glob("*.json"))]
+
+
+def record_report(scale: str) -> dict[str, list[str]]:
+    """Every record file at ``scale`` by state: fresh, stale, unversioned, corrupt."""
+    report = {"fresh": [], "stale": [], "unversioned": [], "corrupt": []}
+    for p in sorted((results_dir() / _stem(scale)).glob("*/*.json")):
+        try:
+            report[record_state(load_record(p))].append(str(p.relative_to(results_dir())))
+        except CorruptRecord:
+            report["corrupt"].append(str(p.relative_to(results_dir())))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m curvlab.experiment --stale [SCALE ...]``: list stale, unversioned, corrupt records."""
+    import argparse
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--stale", action="store_true", help="report record states")
+    parser.add_argument("scales", nargs="*", default=list(SCALES))
+    args = parser.parse_args(argv)
+    for scale in args.scales:
+        report = record_report(scale)
+        counts = ", ".join(f"{len(v)} {k}" for k, v in report.items())
+        print(f"records at scale {scale}: {counts}")
+        for state in ("stale", "corrupt"):
+            for p in report[state]:
+                print(f"  {state}: {p}")
+        if report["stale"]:
+            print("  (RERUN_STALE=1 make reproduce re-runs the stale ones)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
