@@ -520,7 +520,7 @@ print(OUT["fig3"]["verdict"].sentence())
 # steps. The measurement is this notebook's record `table2` (settings in `benchmarks/isaac.py`).
 
 # %% tags=["nbval-ignore-output"]
-table2 = R.table2_frame(table2_rec["metrics"], bench.paper_ratio)
+table2 = RES.table2_frame(table2_rec["metrics"], bench.paper_ratio)
 print(plotting.save_table(table2, PAPER, "table2_cost", float_format="%.3g"))
 print(FIG.table2(table2, "Table 2 — cost relative to a gradient step (CPU, one thread; synthetic "
                  "MNIST-shaped data)", "table2_cost"))
@@ -590,7 +590,7 @@ paper_records = experiment.load_records(NB, "paper")
 for r in paper_records:
     print(f"paper-scale record {r['name']}: {r['environment']['device_name']}, torch {r['environment']['torch']}")
 if T2_PAPER is not None and SCALE == "ci":
-    t2_paper = R.table2_frame(T2_PAPER["metrics"], bench.paper_ratio)
+    t2_paper = RES.table2_frame(T2_PAPER["metrics"], bench.paper_ratio)
     print(plotting.save_table(t2_paper, PAPER, "table2_cost_paper", float_format="%.3g"))
     print(FIG.table2(t2_paper, f"Table 2, paper scale ({T2_PAPER['environment']['device_name']}, one thread)",
                      "table2_cost_paper"))

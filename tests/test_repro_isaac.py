@@ -109,9 +109,10 @@ def test_tiny_sweep_end_to_end(tmp_path, monkeypatch):
     common = dict(model="mlp-16", n_train=200, n_test=100, n_eval=100, budget={"steps": 6}, eval_every=2)
     grid = [G.base("ci", "fig5", setting="GD", lr=0.1, **common),
             G.base("ci", "fig5", setting="{5}", method="isaac", la=10.0, layers=[5], lr=0.1, **common),
-            G.base("ci", "fig5", setting="GD", lr=1e4, **common)]
+            G.base("ci", "fig5", setting="GD", lr=1e4, **common),
+            G.base("ci", "fig5", setting="{5}", method="isaac", la=10.0, layers=[1, 5], lr=1e4, **common)]
     out = R.sweep(grid, [0, 1], "ci")
-    assert len(out) == 6 and set(out["seed"]) == {0, 1}
+    assert len(out) == 8 and set(out["seed"]) == {0, 1}
     ok = out[out["lr"] == 0.1]
     assert (ok["outcome"] != "diverged").all()
     for rec in ok["record"]:
@@ -141,3 +142,14 @@ def test_paper_cost_scales_measured_seconds_per_step():
     assert cost["steps_per_run"] == steps and cost["runs"] == len(G.SUBSETS)
     assert cost["cpu_hours"] == pytest.approx(len(G.SUBSETS) * 0.03 * steps / 3600)
     assert cost["wall_hours_2_workers"] == pytest.approx(cost["cpu_hours"] / 2)
+
+
+def test_table2_frame_puts_our_ratios_beside_the_papers():
+    from curvlab.repro import isaac_results as RES
+    res = {"mlp 5x100": {"gradient": {"time_ms": 2.0, "time_ratio": 1.0, "peak_mb": 1.0, "memory_ratio": 1.0},
+                         "isaac": {"time_ms": 2.6, "time_ratio": 1.3, "peak_mb": 1.0, "memory_ratio": 1.0}}}
+    t = RES.table2_frame(res, lambda model, method, col: {"isaac": 1.6}.get(method) if col == 0 else None)
+    assert list(t["method"]) == ["gradient", "K-FAC", "ζ", "ζ*"]
+    star = t[t["method"] == "ζ*"].iloc[0]
+    assert star["time ratio (ours)"] == 1.3 and star["time ratio (paper CPU)"] == 1.6
+    assert math.isnan(t[t["method"] == "K-FAC"].iloc[0]["time ratio (ours)"])      # not timed

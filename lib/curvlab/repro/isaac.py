@@ -126,10 +126,14 @@ def train(cfg: dict, ctx) -> dict:
         opt.zero_grad(set_to_none=True)
         out = model(xb)
         loss = loss_fn(out, yb)
-        if pre is None:
-            loss.backward()
-        else:
-            pre.backward(loss, out)
+        try:
+            if pre is None:
+                loss.backward()
+            else:
+                pre.backward(loss, out)
+        except torch.linalg.LinAlgError:   # blown-up activations make a damped system singular
+            state["diverged_step"] = state["step"]
+            return math.nan
         opt.step()
         state["step"] += 1
         return loss.item()
@@ -359,27 +363,6 @@ def fig6_table(frame: pd.DataFrame) -> pd.DataFrame:
         seen = set(grp["outcome"])
         worst = next((o for o in ("diverged", "collapsed to chance", "at chance") if o in seen), "ok")
         rows.append({"setting": setting, "lr": lr, "accuracy": acc, "outcome": worst})
-    return pd.DataFrame(rows)
-
-
-def table2_frame(results: dict, paper_ratio) -> pd.DataFrame:
-    """Our Table 2 (ms per step = s per 1 000-step epoch) beside the paper's ratios; NaN: not timed.
-
-    Args:
-        results: model -> method -> measurements (``benchmarks/isaac.py``).
-        paper_ratio: ``(model, method, column) -> ratio or None`` (column 0 time, 1 memory).
-    """
-    label = {"gradient": "gradient", "kfac": "K-FAC", "zeta": "ζ", "isaac": "ζ*"}
-    rows = []
-    for name, row in results.items():
-        for method, shown in label.items():
-            ours = row.get(method, {})
-            rows.append({"model": name, "method": shown, "s per epoch (ours)": ours.get("time_ms", math.nan),
-                         "time ratio (ours)": ours.get("time_ratio", math.nan),
-                         "time ratio (paper CPU)": paper_ratio(name, method, 0) or math.nan,
-                         "peak MB (ours)": ours.get("peak_mb", math.nan),
-                         "memory ratio (ours)": ours.get("memory_ratio", math.nan),
-                         "memory ratio (paper)": paper_ratio(name, method, 1) or math.nan})
     return pd.DataFrame(rows)
 
 

@@ -7,6 +7,9 @@ returns a dict with the frames, the best-lr table and the figure's :class:`curvl
 from __future__ import annotations
 
 import dataclasses
+import math
+
+import pandas as pd
 
 from . import isaac as R
 from . import isaac_grids as G
@@ -45,7 +48,7 @@ def fig2(scale: str) -> dict:
                for lam in G.settings(scale, "fig2")["lams"]}
     kfac = R.best_lrs(R.sweep(G.fig2_kfac_grid(scale, zeta_lr), seeds, scale))
     kfac["at_edge"] = False                 # one rate by construction (ζ's), not a tuned grid
-    table = R.pd.concat([first, kfac], ignore_index=True)
+    table = pd.concat([first, kfac], ignore_index=True)
     verdicts = [V.fig2_lambda01(table, scale), V.fig2_lambda001(table, scale), V.step_cost(table, scale)]
     return {"table": table, "curves": R.best_curves(table), "verdicts": verdicts}
 
@@ -64,7 +67,7 @@ def fig6(scale: str, stand_in: str) -> dict:
     s = G.settings(scale, "fig6")
     frame = R.sweep(G.fig6_grid(scale, R.n_linear(s["model"])), s["seeds"], scale)
     cells = R.fig6_table(frame)
-    curves = R.pd.concat([R.curves([rec], setting=st, lr=lr) for st, lr, rec
+    curves = pd.concat([R.curves([rec], setting=st, lr=lr) for st, lr, rec
                           in zip(frame["setting"], frame["lr"], frame["record"])], ignore_index=True)
     return {"frame": frame, "cells": cells, "curves": curves,
             "verdict": V.fig6(cells, scale, stand_in=stand_in)}
@@ -103,3 +106,24 @@ def paper_cost(out: dict) -> dict:
     hours = sum(per_step) * steps / 3600
     return {"runs": len(per_step) * len(paper["seeds"]), "steps_per_run": steps // len(paper["seeds"]),
             "cpu_hours": hours, "wall_hours_2_workers": hours / 2}
+
+
+def table2_frame(results: dict, paper_ratio) -> pd.DataFrame:
+    """Our Table 2 (ms per step = s per 1 000-step epoch) beside the paper's ratios; NaN: not timed.
+
+    Args:
+        results: model -> method -> measurements (``benchmarks/isaac.py``).
+        paper_ratio: ``(model, method, column) -> ratio or None`` (column 0 time, 1 memory).
+    """
+    label = {"gradient": "gradient", "kfac": "K-FAC", "zeta": "ζ", "isaac": "ζ*"}
+    rows = []
+    for name, row in results.items():
+        for method, shown in label.items():
+            ours = row.get(method, {})
+            rows.append({"model": name, "method": shown, "s per epoch (ours)": ours.get("time_ms", math.nan),
+                         "time ratio (ours)": ours.get("time_ratio", math.nan),
+                         "time ratio (paper CPU)": paper_ratio(name, method, 0) or math.nan,
+                         "peak MB (ours)": ours.get("peak_mb", math.nan),
+                         "memory ratio (ours)": ours.get("memory_ratio", math.nan),
+                         "memory ratio (paper)": paper_ratio(name, method, 1) or math.nan})
+    return pd.DataFrame(rows)
