@@ -37,21 +37,21 @@ def test_train_clock_excludes_evaluation(monkeypatch):
     real = training.evaluate_regression
 
     def slow(*a, **k):
-        _time.sleep(0.05)
+        _time.sleep(1.0)
         return real(*a, **k)
 
     monkeypatch.setattr(training, "evaluate_regression", slow)
     cfg = {**[c for c in sgn.configs("boston", "ci") if c["method"] == "SGN"][0], "seed": 1,
-           "budget": {"epochs": 2}}
+           "budget": {"epochs": 1}}
     ctx = experiment.Context(seed=1, device=torch.device("cpu"), generator=experiment.seed_everything(1),
-                             budget=experiment.Budget(epochs=2))
+                             budget=experiment.Budget(epochs=1))
     out = sgn.train(cfg, ctx)
     m = out["metrics"]
-    assert len(m["eval_time"]) == len(m["epoch"]) == 3
-    assert m["eval_time"][-1] >= 0.15 and out["summary"]["eval_time_s"] == m["eval_time"][-1]
-    assert m["time"][-1] < out["summary"]["eval_time_s"]        # 8 tiny steps take far less than 0.15 s
+    assert len(m["eval_time"]) == len(m["epoch"]) == 2
+    assert m["eval_time"][-1] >= 2.0 and out["summary"]["eval_time_s"] == m["eval_time"][-1]
+    assert m["time"][-1] < 1.0                 # 4 tiny steps; the 2 s of evaluation are not on the clock
     assert out["summary"]["clock"] == "training only"
-    assert len(m["sgn_rho"]) == 8 and all(math.isfinite(r) for r in m["sgn_rho"])
+    assert len(m["sgn_rho"]) == 4 and all(math.isfinite(r) for r in m["sgn_rho"])
 
 
 def test_legacy_records_get_the_settings_then_in_force():

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from curvlab import curvature, data, experiment, models, training
+from curvlab import sweep as sweep_mod
 from curvlab.sgn import SGN, SGNConfig, sgn_reference_init
 
 from .sgn_reference import BENCHMARKS, REGRESSION, label
@@ -47,7 +48,7 @@ SETTINGS = {
                         longer={"lr": 0.1, "budget": {"epochs": 250}}),
     },
     "ci": {                      # reduced: every change against "paper" is listed here
-        "seeds": [1],
+        "seeds": [1, 2, 3],      # three seeds (CIFAR-10 stand-in: one, its runs cost most of the time)
         # full data and grids; 40 epochs instead of 10 s
         "boston": dict(batch=101, sgd=SGD_GRID, sgn=[1, 2, 3, 5, 10, 20],
                        sgd_budget={"epochs": 40}, sgn_budget={"epochs": 40}),
@@ -64,7 +65,7 @@ SETTINGS = {
                         sgd_budget={"epochs": 20}, sgn_budget={"epochs": 2}),
         # stand-in, 1 000 / 500 images, batch 250; SGD 14 epochs without lr 1e-3; SGN(3) only, 2 epochs
         "cifar10": dict(batch=250, sgd=[1e-2, 0.1, 1.0], sgn=[3], eval_every=50, n_train=1000, n_test=500,
-                        sgd_budget={"epochs": 14}, sgn_budget={"epochs": 2}),
+                        sgd_budget={"epochs": 14}, sgn_budget={"epochs": 2}, n_seeds=1),
     },
 }
 DATASETS = {"boston": "boston", "sine_10": "sine", "sine_100": "sine", "mnist": "mnist",
@@ -263,8 +264,7 @@ def _finish(out: dict, trace: dict, eval_s: float) -> dict:
 
 def sweep(bench: str, scale: str, seeds=None, **kw):
     """Run one benchmark's grid × seeds through :func:`curvlab.sweep.sweep` (resumable); its frame."""
-    from curvlab import sweep as sweep_mod
-    seeds = list(seeds or SETTINGS[scale]["seeds"])
+    seeds = list(seeds or SETTINGS[scale]["seeds"])[:SETTINGS[scale][bench].get("n_seeds")]
     return sweep_mod.sweep(train, configs(bench, scale), seeds, notebook=NOTEBOOK, scale=scale,
                            name=record_name, **kw)
 
@@ -305,16 +305,9 @@ def hardware(records: list[dict]) -> str:
     return f"{env['device']} {cpu}, {env['threads']} threads, torch {env['torch']}"
 
 
-def run_records(bench: str, scale: str, seeds=None, device: str = "auto") -> list[dict]:
-    """Run (or load) one benchmark's grid × seeds; the records, config order kept."""
-    seeds = list(seeds or SETTINGS[scale]["seeds"])
-    try:
-        frame = sweep(bench, scale, seeds)
-    except ImportError:             # without curvlab.sweep: the same records, in-process, one by one
-        cfgs = [{**c, "seed": s} for s in seeds for c in configs(bench, scale)]
-        return [experiment.run(train, c, notebook=NOTEBOOK, scale=scale, name=record_name(c), device=device)
-                for c in cfgs]
-    return list(frame["record"])
+def run_records(bench: str, scale: str, seeds=None) -> list[dict]:
+    """Run (or load) one benchmark's grid × seeds through the sweep; the records, in grid order."""
+    return list(sweep(bench, scale, seeds)["record"])
 
 
 FULL_TRAIN = {"boston": 404, "sine_10": 7000, "sine_100": 7000, "mnist": 60000, "fashion": 60000,
