@@ -253,6 +253,22 @@ def test_trial_points_through_the_line_shortcut_equal_a_plain_forward():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_where_the_shortcut_does_not_apply_full_passes_give_the_same_steps():
+    """A model with buffers (BatchNorm in eval mode) has no affine frontier: the traced method falls
+    back to full forward passes for the trial points, and its steps equal the jvp method's."""
+    _, x, y = classification()
+    runs = {}
+    for method in ("traced", "jvp"):
+        model = bn_model().eval()
+        opt = SGN(model, "cross_entropy", rho=1e-2, cg_max_iter=3, method=method)
+        runs[method] = ([opt.step(x, y) for _ in range(3)], params_of(model))
+    assert not any(s.line_shortcut for s in runs["traced"][0])
+    for a, b in zip(runs["traced"][0], runs["jvp"][0]):
+        assert a.trial_loss == pytest.approx(b.trial_loss, rel=1e-12) and a.backtracks == b.backtracks
+    for a, b in zip(runs["traced"][1], runs["jvp"][1]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_resume_is_bit_identical(tmp_path):
     def batches():
         g = torch.Generator().manual_seed(5)
