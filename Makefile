@@ -53,6 +53,7 @@ reproduce: setup data  ## run every notebook headless (SCALE=ci|paper), regenera
 	  $(PY) tools/clean_notebook.py $$out; \
 	  [ "$$out" = "$$nb" ] && $(VENV)/bin/jupytext --quiet --sync $$nb || true; \
 	done
+	$(PY) -m curvlab.repro.papers
 	@echo; echo "Figures: $$(pwd)/figures/   Tables: $$(pwd)/tables/   Records: $$(pwd)/results/$(SCALE)/"
 	@ls -d figures/*/ tables/*/ 2>/dev/null | sed 's/^/  /'
 
