@@ -109,6 +109,10 @@ def damped_gram_inverse(A: Tensor, damping: float) -> Tensor:
     return (Q * (damping / (kappa.clamp(min=0.0) + damping))) @ Q.mT
 
 
+# (1 + tr(K)/c)·eps ≤ 1e-2: condition numbers up to which a dtype's Cholesky inverse is accepted
+_CONDITION_LIMIT = {dtype: 1e-2 / torch.finfo(dtype).eps for dtype in (torch.float32, torch.float64)}
+
+
 def _cholesky_inverse(A: Tensor, damping: float) -> Tensor | None:
     """(I + AAᵀ/c)⁻¹ by Cholesky in A's dtype, or None if it fails or may be inaccurate."""
     k = A.shape[0]
@@ -117,7 +121,7 @@ def _cholesky_inverse(A: Tensor, damping: float) -> Tensor | None:
     # 1 + tr(K)/c bounds the condition number; a finite trace also means a finite A (NaN fails)
     # detach: inside torch.func.grad the system may track gradients, and reading a scalar warns
     bound = float(system.diagonal().detach().sum()) - k + 1.0
-    if int(info) != 0 or not bound * torch.finfo(A.dtype).eps <= 1e-2:
+    if int(info) != 0 or not bound <= _CONDITION_LIMIT.get(A.dtype, 0.0):
         return None
     return torch.cholesky_inverse(factor)
 
