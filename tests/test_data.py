@@ -113,7 +113,8 @@ def test_cifar10_reader_on_fixture(tmp_path, monkeypatch):
     folder = tmp_path / "cifar-10-batches-py"
     batches = {}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        d = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 4))}
+        d = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+             b"labels": list(rng.integers(0, 10, 4))}
         _write_pickle(folder / name, d)
         batches[name] = d
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
@@ -187,7 +188,8 @@ def test_digits():
 
 
 def test_stand_ins_are_labelled_and_shaped():
-    need("mnist"); need("fashion_mnist")
+    need("mnist")
+    need("fashion_mnist")
     f32 = data.load("fashion_mnist_32", "test")
     assert f32.x.shape == (10000, 3, 32, 32) and f32.stand_in_for == "CIFAR-10"
     assert "stand-in for CIFAR-10" in f32.label
@@ -221,3 +223,40 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         bad_write()
     assert target.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def _fake_mnist(tmp_path, monkeypatch):
+    """A tiny MNIST folder of gzipped IDX files whose MD5s the test declares; returns (raw, payloads)."""
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), rng.integers(0, 10, 4).astype(np.uint8)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    payloads = {f"{split}-{kind}": fetch.idx_bytes(arr) for split in ("train", "t10k")
+                for kind, arr in (("images-idx3-ubyte", x), ("labels-idx1-ubyte", y))}
+    for fname, payload in payloads.items():
+        (raw / f"{fname}.gz").write_bytes(gzip.compress(payload))
+    monkeypatch.setitem(data.IDX_MD5, "MNIST", {f: data.md5(p) for f, p in payloads.items()})
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    data._load_cached.cache_clear()
+    return raw, payloads
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not gzip"])
+def test_broken_gz_is_dataset_not_found_and_make_data_repairs_it(tmp_path, monkeypatch, capsys, damage):
+    raw, payloads = _fake_mnist(tmp_path, monkeypatch)
+    gz = raw / "t10k-images-idx3-ubyte.gz"
+    blob = gz.read_bytes()
+    gz.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else b"plain text, not gzip")
+    with pytest.raises(data.DatasetNotFound, match="make data") as err:
+        data.load("mnist", "test")
+    assert str(gz) in str(err.value)
+    assert data.available("mnist") is False
+    calls = []
+    refetch = lambda: calls.append(1) or fetch._write_verified_idx("MNIST", payloads) or "re-fetched"  # noqa: E731
+    monkeypatch.setitem(fetch.FETCHERS, "mnist", refetch)
+    assert fetch.main(["mnist", "--no-apt"]) == 0                  # make data
+    assert calls == [1] and "ok (re-fetched" in capsys.readouterr().out
+    assert not gz.exists()                                         # the broken download is gone
+    data._load_cached.cache_clear()
+    assert data.load("mnist", "test").x.shape == (4, 28, 28)
+    data._load_cached.cache_clear()

@@ -22,6 +22,7 @@ import hashlib
 import math
 import os
 import pickle
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -94,6 +95,7 @@ def data_dir() -> Path:
 
 
 def md5(data: bytes) -> str:
+    """Hex MD5 of ``data`` (the checksums the datasets publish)."""
     return hashlib.md5(data).hexdigest()
 
 
@@ -115,24 +117,40 @@ def parse_idx(buf: bytes) -> np.ndarray:
     return np.frombuffer(buf, np.uint8, offset=offset).reshape(dims)
 
 
+def _read_maybe_gzip(path: Path) -> bytes | None:
+    """The bytes of ``path``, decompressed if it ends in ``.gz``; ``None`` for a truncated or non-gzip file.
+
+    A download cut short leaves a ``.gz`` that ``gzip`` rejects (``EOFError``, ``BadGzipFile``,
+    ``zlib.error``): that is a missing dataset, which ``make data`` repairs, not a crash.
+    """
+    raw = path.read_bytes()
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error):
+        return None
+
+
 def _read_idx_set(folder: str, split: str, sources: list[Path]) -> tuple[np.ndarray, np.ndarray, str]:
     prefix = "train" if split == "train" else "t10k"
     arrays, used = [], None
     for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
         fname = f"{prefix}-{kind}"
-        buf = None
+        buf, bad = None, []
         for src in sources:
             for cand in (src / fname, src / (fname + ".gz")):
                 if cand.exists():
-                    raw = cand.read_bytes()
-                    raw = gzip.decompress(raw) if cand.suffix == ".gz" else raw
-                    if md5(raw) == IDX_MD5[folder][fname]:
+                    raw = _read_maybe_gzip(cand)
+                    if raw is not None and md5(raw) == IDX_MD5[folder][fname]:
                         buf, used = raw, src
                         break
+                    bad.append(str(cand))
             if buf is not None:
                 break
         if buf is None:
-            raise _missing(f"{folder} file {fname}", sources[0] / fname)
+            extra = f"{', '.join(bad)} is truncated, not gzip or fails its checksum" if bad else ""
+            raise _missing(f"{folder} file {fname}", sources[0] / fname, extra)
         arrays.append(parse_idx(buf))
     return arrays[0], arrays[1], str(used)
 
@@ -147,7 +165,8 @@ def read_cifar_batches(root: Path, split: str, coarse: bool = False, fine_key: s
     """
     if fine_key is None:    # CIFAR-10
         folder = root / "cifar-10-batches-py"
-        files = [folder / f"data_batch_{i}" for i in range(1, 6)] if split == "train" else [folder / "test_batch"]
+        files = ([folder / f"data_batch_{i}" for i in range(1, 6)] if split == "train"
+                 else [folder / "test_batch"])
         key = "labels"
     else:
         folder = root / "cifar-100-python"

