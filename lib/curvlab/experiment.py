@@ -131,8 +131,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 @dataclass
 class Budget:
-    """When a run stops: after ``steps`` optimizer steps, ``epochs`` epochs or ``seconds`` of training
-    time (evaluation excluded), whichever comes first. ``None`` means no limit of that kind."""
+    """When a run stops: a limit on steps, epochs or seconds of training, whichever comes first.
+
+    ``steps`` counts optimizer steps, ``seconds`` training time (evaluation excluded); ``None`` means
+    no limit of that kind.
+    """
 
     steps: int | None = None
     epochs: float | None = None
@@ -150,6 +153,7 @@ class Budget:
 
     @classmethod
     def of(cls, value: "Budget | dict | None") -> "Budget":
+        """A budget from a ``Budget`` or a dict such as ``{"epochs": 3}``."""
         if isinstance(value, Budget):
             return value
         if not value:
@@ -157,6 +161,7 @@ class Budget:
         return cls(**value)
 
     def exhausted(self, steps: int, epochs: float, seconds: float) -> bool:
+        """Whether a run at this point has used up its budget."""
         return ((self.steps is not None and steps >= self.steps)
                 or (self.epochs is not None and epochs >= self.epochs - 1e-9)
                 or (self.seconds is not None and seconds >= self.seconds))
@@ -256,6 +261,7 @@ def cached(path: Path) -> dict | None:
 
 
 def dataset_label(name: str | None) -> dict | None:
+    """The dataset's name, and what it stands in for when it is a stand-in."""
     if name is None:
         return None
     return {"name": name, "stand_in_for": STAND_INS.get(name),

@@ -38,7 +38,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 
 def source_hash(source: str) -> str:
-    """SHA-256 (16 hex digits) of the source's syntax tree without docstrings or comments.
+    r"""SHA-256 (16 hex digits) of the source's syntax tree without docstrings or comments.
 
     Example:
         >>> source_hash("x = 1  # one") == source_hash('"doc"\\nx = 1')

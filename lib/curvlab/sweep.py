@@ -48,6 +48,7 @@ class InProcessExecutor(cf.Executor):
     """Runs each submitted call at once, in this process (the default: no pickling, easy debugging)."""
 
     def submit(self, fn, /, *args, **kwargs):
+        """Call ``fn(*args, **kwargs)`` now; its result or exception is in the returned future."""
         future = cf.Future()
         try:
             future.set_result(fn(*args, **kwargs))
@@ -144,12 +145,20 @@ def sweep(run_fn: Callable[[dict, Any], dict], grid: Iterable[dict], seeds: Sequ
         threads = torch.get_num_threads()          # restored after the in-process runs
         show = experiment.progress_enabled() if progress is None else progress
         pool = executor or default_executor()
-        futures = {pool.submit(experiment.execute, run_fn, configs[i], notebook=notebook, scale=scale,
-                               name=_name(name, configs[i]), threads=SWEEP_THREADS): i for i in todo}
         bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc=f"{notebook} sweep",
                    unit="run", disable=not show)
-        for future in cf.as_completed(futures):
-            i = futures[future]
+
+        def submit(i):
+            return pool.submit(experiment.execute, run_fn, configs[i], notebook=notebook, scale=scale,
+                               name=_name(name, configs[i]), threads=SWEEP_THREADS)
+        # In-process runs are submitted one at a time, so each record is written as soon as it exists
+        # (a killed sweep keeps them); other executors get every run at once.
+        if isinstance(pool, InProcessExecutor):
+            done = ((submit(i), i) for i in todo)
+        else:
+            futures = {submit(i): i for i in todo}
+            done = ((f, futures[f]) for f in cf.as_completed(futures))
+        for future, i in done:
             try:
                 records[i] = future.result()
                 experiment.atomic_write_json(paths[i], records[i])    # the client writes
