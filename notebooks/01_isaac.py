@@ -69,7 +69,7 @@ STAND_IN = data.load("fashion_mnist_32", "train").label + ", small CNN sgn_arch_
 OUT = RES.everything(SCALE, table2_rec["metrics"], STAND_IN)
 T2_PAPER = next((r for r in experiment.load_records(NB, "paper") if r["name"] == "table2"), None)
 VERDICTS = OUT["verdicts"] + ([RES.table2_paper(T2_PAPER)] if T2_PAPER and SCALE == "ci" else [])
-print(verdicts.save_scorecard(VERDICTS, PAPER))
+verdicts.save_scorecard(VERDICTS, PAPER)           # tables/isaac/scorecard.csv, read by papers.md
 
 # %%
 for v in VERDICTS:

@@ -153,3 +153,10 @@ def test_table2_frame_puts_our_ratios_beside_the_papers():
     star = t[t["method"] == "ζ*"].iloc[0]
     assert star["time ratio (ours)"] == 1.3 and star["time ratio (paper CPU)"] == 1.6
     assert math.isnan(t[t["method"] == "K-FAC"].iloc[0]["time ratio (ours)"])      # not timed
+
+
+def test_best_lr_when_every_rate_diverged_reports_the_smallest_at_the_edge():
+    f = frame({1.0: [0.1], 0.3: [0.1]})
+    f["record"] = [record(status="diverged") for _ in range(len(f))]
+    t = R.best_lrs(R.tidy(f.drop(columns=["score", "outcome"])))
+    assert t["lr"].iloc[0] == 0.3 and t["at_edge"].iloc[0] and t["failed_lrs"].iloc[0] == [1.0, 0.3]

@@ -159,3 +159,8 @@ def test_not_run_statuses_are_known():
 
 def test_fmt():
     assert V.fmt(math.inf) == "diverged" and V.fmt(0.012345) == "0.012"
+
+
+def test_a_diverged_setting_loses_even_with_one_seed():
+    assert V._lower([math.inf], [0.5]) == "b" and V._lower([0.5], [math.inf]) == "a"
+    assert V._mean([math.inf, math.nan]) == math.inf

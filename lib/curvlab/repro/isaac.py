@@ -24,6 +24,7 @@ import functools
 import math
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -225,7 +226,10 @@ def best_lrs(frame: pd.DataFrame, by=("setting",)) -> pd.DataFrame:
     rows = []
     for key, grp in frame.groupby(list(by), sort=False, dropna=False):
         mean = grp.groupby("lr")["score"].mean()
-        lr, edge = best_on_grid(list(mean.index), list(mean.to_numpy()), higher_is_better=False)
+        if np.isfinite(mean.to_numpy()).any():
+            lr, edge = best_on_grid(list(mean.index), list(mean.to_numpy()), higher_is_better=False)
+        else:                                  # every rate diverged: report the smallest, at the edge
+            lr, edge = float(mean.index.min()), True
         chosen = grp[grp["lr"] == lr]
         rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "lr": lr,
                      "at_edge": bool(edge), "scores": list(chosen["score"]), "seeds": list(chosen["seed"]),

@@ -45,9 +45,15 @@ def _span(scores) -> str:
     return fmt(s.mean) if s.n == 1 else f"{fmt(s.mean)} [{fmt(s.lo)}, {fmt(s.hi)}]"
 
 
+def _mean(scores) -> float:
+    """Mean of the finite scores; +∞ when every seed diverged (so it never wins a minimum)."""
+    s = spread(scores)
+    return s.mean if s.n else math.inf
+
+
 def _lower(a, b) -> str:
     """"a" / "b" (which has the lower loss) or "inconclusive"; single seeds: by ``MARGIN``."""
-    if len(a) > 1 and len(b) > 1:
+    if (len(a) > 1 and len(b) > 1) or not spread(a).n or not spread(b).n:
         return compare(a, b, higher_is_better=False)
     ma, mb = spread(a).mean, spread(b).mean
     if ma * MARGIN < mb:
@@ -85,7 +91,7 @@ def fig5(table: pd.DataFrame, scale: str = "ci") -> Verdict:
     return Verdict(claim="Figure 5/9: ζ* on every layer subset beats GD except {3,4,5} ≈ GD",
                    status=status, evidence=evidence,
                    numbers={"beat": beat, "vs_345": res["{3,4,5}"], "edges": edges,
-                            "gd_loss": spread(gd["scores"]).mean},
+                            "gd_loss": _mean(gd["scores"])},
                    paper=PAPER, **{f"ours_{scale}": status})
 
 
@@ -100,12 +106,12 @@ def fig1(table: pd.DataFrame, scale: str = "ci") -> Verdict:
     worse = []
     for la in sorted(set(zeta["la"])):
         z = zeta[zeta["la"] == la]
-        best_z = z.loc[z["scores"].map(lambda s: spread(s).mean).idxmin()]
+        best_z = z.loc[z["scores"].map(_mean).idxmin()]
         if _lower(star[star["la"] == la].iloc[0]["scores"], best_z["scores"]) == "b":
             worse.append(la)
     edges = _edges(table)
     status = ("inconclusive (lr at grid edge)" if edges else "differs" if worse else "reproduced")
-    best_star = star.loc[star["scores"].map(lambda s: spread(s).mean).idxmin()]
+    best_star = star.loc[star["scores"].map(_mean).idxmin()]
     evidence = (f"ζ* is more than {MARGIN:g}× worse than the best ζ at λ_a ∈ {worse or 'none'} of "
                 f"{sorted(set(zeta['la']))}; best ζ* (λ_a {best_star['la']:g}, lr {best_star['lr']:g}) "
                 f"loss {_span(best_star['scores'])} vs GD {_span(_row(table, 'GD')['scores'])}; "
@@ -142,7 +148,7 @@ def fig2_lambda01(table: pd.DataFrame, scale: str = "ci") -> Verdict:
     """Figure 2, λ = 0.1: ζ*, ζ and K-FAC about equal per step and better than GD; ζ* fastest in time."""
     gd = _row(table, "GD")
     names = ["ζ* λ=0.1", "ζ λ=0.1", "K-FAC λ=0.1"]
-    means = {k: spread(_row(table, k)["scores"]).mean for k in names}
+    means = {k: _mean(_row(table, k)["scores"]) for k in names}
     ratio = max(means.values()) / min(means.values())
     beat = [k for k in names if _lower(_row(table, k)["scores"], gd["scores"]) == "a"]
     ms = {k: ms_per_step(_row(table, k)["records"][0]) for k in names}
@@ -196,7 +202,7 @@ def fig3(table: pd.DataFrame, scale: str = "ci") -> Verdict:
     """
     parts, ok = [], True
     for ds, d in table.groupby("dataset", sort=False):
-        best = {s: min(spread(r).mean for r in d.loc[d["setting"] == s, "scores"]) for s in ("ζ*", "ζ", "GD")}
+        best = {s: min(_mean(r) for r in d.loc[d["setting"] == s, "scores"]) for s in ("ζ*", "ζ", "GD")}
         good = best["ζ*"] < best["GD"] and best["ζ*"] <= MARGIN * best["ζ"]
         ok &= good
         parts.append(f"{ds}: best ζ*/GD {best['ζ*'] / best['GD']:.2g}, best ζ*/best ζ "
@@ -218,7 +224,7 @@ def fig6(table: pd.DataFrame, scale: str = "ci", stand_in: str = "") -> Verdict:
     """
     acc = table.pivot(index="lr", columns="setting", values="accuracy")
     star = "ζ* last layer"
-    mean = acc.map(lambda v: spread(v).mean)
+    mean = acc.map(lambda v: spread(v).mean if spread(v).n else 0.0)
     best_lr = mean.max(axis=1).idxmax()
     wins = [lr for lr in acc.index if compare(acc.loc[lr, star], acc.loc[lr, "GD"]) == "a"]
     agree = best_lr in wins and len(wins) >= 2
