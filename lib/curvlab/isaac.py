@@ -55,8 +55,9 @@ def isaac_weight_gradient(grad_output: Tensor, inputs: Tensor, la: float, *, for
     :func:`curvlab.linalg.damped_gram_inverse` (Cholesky in the input dtype when the system is well
     conditioned for it, otherwise in float64, with an eigendecomposition as the last resort, so any
     finite input works at any scale) and applied by matrix products, ``(Gᵀ P) A``, the cheapest
-    order when m ≤ n; products use P's dtype. float16/bfloat16 inputs are computed in
-    float32 and the result cast back. An empty batch (b = 0) gives a zero direction, as the plain
+    order when m ≤ n. When P had to be computed in float64, P·A is formed in float64 and rounded
+    back (batch form), so the m-wide product keeps the input dtype. float16/bfloat16 inputs are
+    computed in float32 and the result cast back. An empty batch (b = 0) gives a zero direction, as the plain
     gradient Gᵀ A does. Non-finite inputs give a non-finite result. ``la`` must be finite and > 0.
     """
     la = check_damping(la, "la")
@@ -80,9 +81,13 @@ def _weight_gradient(G: Tensor, A: Tensor, la: float, form: str = "auto") -> Ten
     if form == "auto":
         form = "batch" if b < n else "input"
     P = damped_gram_inverse(A if form == "batch" else A.T, b * la)   # (I + AAᵀ/(b·la))⁻¹ or n×n
-    if P.dtype != A.dtype:                               # ill-conditioned: solved in float64
-        G, A = G.to(P.dtype), A.to(P.dtype)
-    if form == "batch":
+    if P.dtype != A.dtype and form == "batch":
+        # ill-conditioned for A's dtype: P·A in float64 (b²n flops) is well determined once
+        # computed, so it can be rounded back; the m-wide product stays in A's dtype
+        out = G.T @ (P @ A.to(P.dtype)).to(A.dtype)
+    elif P.dtype != A.dtype:                             # input form: all in float64
+        out = (G.T.to(P.dtype) @ A.to(P.dtype)) @ P
+    elif form == "batch":
         out = (G.T @ P) @ A if m <= n else G.T @ (P @ A)                 # (m, b)(b, b)(b, n)
     else:
         out = (G.T @ A) @ P                                              # (m, n)(n, n)
