@@ -1,7 +1,9 @@
 """curvlab.plotting: figures are saved with their data; tables as CSV and Markdown."""
 import matplotlib
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from curvlab import plotting  # noqa: E402
@@ -33,7 +35,8 @@ def test_png_is_byte_stable():
 
 
 def test_save_table_markdown():
-    md = plotting.save_table(pd.DataFrame({"method": ["SGD", "SGN"], "acc": [0.91234, float("nan")]}), "toy", "t1")
+    table = pd.DataFrame({"method": ["SGD", "SGN"], "acc": [0.91234, float("nan")]})
+    md = plotting.save_table(table, "toy", "t1")
     assert md.splitlines()[2] == "| SGD | 0.9123 |" and "—" in md.splitlines()[3]
     assert (plotting.output_root("tables") / "toy" / "t1.csv").exists()
 
@@ -55,3 +58,37 @@ def test_overlapping_writes_of_one_file_do_not_collide(tmp_path):
     plotting._atomic(target, outer)
     assert target.read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.csv"]
+
+
+def test_method_colors_are_fixed_per_name_and_distinct():
+    import matplotlib
+    first = plotting.method_colors(["SGN(10)", "SGD(0.1)", "SGN(3)"])
+    assert len(set(first.values())) == 3
+    # a later figure listing a subset, in another order, with a new name, keeps the old colours
+    later = plotting.method_colors(["ζ* test-only", "SGN(3)", "SGD(0.1)"])
+    assert later["SGN(3)"] == first["SGN(3)"] and later["SGD(0.1)"] == first["SGD(0.1)"]
+    assert later["ζ* test-only"] not in first.values()
+    assert all(matplotlib.colors.is_color_like(c) for c in later.values())
+
+
+def test_natural_order():
+    assert sorted(["lr 1e-3", "SGN(20)", "SGN(3)", "SGD(1)", "SGD(0.01)"], key=plotting.natural_key) == \
+        ["SGD(0.01)", "SGD(1)", "SGN(3)", "SGN(20)", "lr 1e-3"]
+
+
+def test_mean_band_draws_mean_band_and_marks_diverged_runs():
+    fig, ax = plt.subplots()
+    x = [0, 1, 2, 3]
+    runs = [[1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0], [2.0, 9.0, float("nan")]]   # seed 3 diverged
+    line = plotting.mean_band(ax, x, runs, "SGD", color="C1")
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 5.0, 4.0, 5.0])   # finite seeds only, per x
+    assert line.get_label() == "SGD (3 seeds)"
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == 1.0 and band[:, 1].max() == 9.0          # min–max over seeds, not clipped
+    marks = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    assert len(marks) == 1 and marks[0].get_xdata()[0] == 1 and marks[0].get_ydata()[0] == 9.0
+    # explicit flags: a finite blow-up is marked too
+    ax2 = plt.subplots()[1]
+    plotting.mean_band(ax2, x, [[1, 2, 3, 4], [1, 2, 3e6, 3e6]], "SGD(0.1)", diverged=[False, True])
+    assert sum(ln.get_marker() == "x" for ln in ax2.lines) == 1
+    plt.close("all")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -105,3 +106,90 @@ def _atomic(path: Path, write) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- method colours
+# One colour per method name for the whole process (a notebook): the first figure that draws a
+# method fixes its colour, and every later figure reuses it.
+_COLORS: dict[str, tuple] = {}
+
+
+def _palette() -> list[tuple]:
+    import seaborn as sns
+    extra = plt.get_cmap("tab20b").colors        # beyond the ten colour-blind-safe colours
+    return [tuple(c) for c in sns.color_palette(PALETTE, 10)] + [tuple(c) for c in extra]
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders the numbers inside a name numerically (``SGN(3)`` before ``SGN(10)``).
+
+    >>> sorted(["SGN(10)", "SGN(3)", "SGD(0.1)"], key=natural_key)
+    ['SGD(0.1)', 'SGN(3)', 'SGN(10)']
+    """
+    import re
+    return [(0, float(tok), "") if re.fullmatch(r"\d+(\.\d+)?(e-?\d+)?", tok) else (1, 0.0, tok)
+            for tok in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?|\D+", str(name))]
+
+
+def method_colors(methods: Iterable[str]) -> dict[str, tuple]:
+    """A fixed RGB colour for each method name, the same in every figure of the process.
+
+    Names seen before keep their colour; new names take the first unused palette colours, in
+    natural order (so the result does not depend on the order a figure lists them in).
+
+    >>> a = method_colors(["SGD(0.1)", "SGN(3)"])
+    >>> method_colors(["SGN(3)"])["SGN(3)"] == a["SGN(3)"]
+    True
+    """
+    names = list(dict.fromkeys(str(m) for m in methods))
+    palette = _palette()
+    for name in sorted((n for n in names if n not in _COLORS), key=natural_key):
+        used = set(_COLORS.values())
+        free = [c for c in palette if c not in used]
+        _COLORS[name] = free[0] if free else palette[len(_COLORS) % len(palette)]
+    return {n: _COLORS[n] for n in names}
+
+
+def mean_band(ax, x: Sequence[float], runs: Sequence[Sequence[float]], label: str, color=None,
+              diverged: Sequence[bool] | None = None, **kw):
+    """Draw the mean over seeds with a min–max band, and mark each diverged run with an ×.
+
+    ``runs`` holds one curve per seed on the common axis ``x``; a shorter curve, or one with
+    non-finite values, stopped early. At each ``x`` the mean and the band use the seeds still finite
+    there. A run is diverged when ``diverged[i]`` says so, or (without ``diverged``) when it holds a
+    non-finite value; its × sits at its last finite point, so a blow-up is shown, never clipped away.
+
+    Args:
+        ax: the matplotlib axes.
+        x: the common x values.
+        runs: per-seed y values (each at most ``len(x)`` long).
+        label: legend label (the seed count is appended when there are several seeds).
+        color: line colour (e.g. from :func:`method_colors`).
+        diverged: optional per-run flags.
+        **kw: passed to ``ax.plot`` for the mean line.
+
+    Returns:
+        The mean line (a ``Line2D``).
+    """
+    x = np.asarray(x, dtype=float)
+    ys = np.full((len(runs), len(x)), np.nan)
+    for i, run in enumerate(runs):
+        vals = np.asarray(run, dtype=float)[: len(x)]
+        ys[i, : len(vals)] = vals
+    finite = np.isfinite(ys)
+    if diverged is None:
+        diverged = [bool(np.any(~np.isfinite(np.asarray(r, dtype=float)))) for r in runs]
+    with np.errstate(all="ignore"):
+        count = finite.sum(0)
+        mean = np.where(count > 0, np.where(finite, ys, 0.0).sum(0) / np.maximum(count, 1), np.nan)
+        lo = np.where(count > 0, np.where(finite, ys, np.inf).min(0), np.nan)
+        hi = np.where(count > 0, np.where(finite, ys, -np.inf).max(0), np.nan)
+    text = label if len(runs) < 2 else f"{label} ({len(runs)} seeds)"
+    (line,) = ax.plot(x, mean, label=text, color=color, **kw)
+    if len(runs) > 1:
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+    for i, flag in enumerate(diverged):
+        last = np.flatnonzero(finite[i])
+        if flag and len(last):
+            ax.plot(x[last[-1]], ys[i, last[-1]], marker="x", ms=8, mew=2, color=line.get_color(), ls="none")
+    return line
