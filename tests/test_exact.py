@@ -59,7 +59,8 @@ def test_jacobian_and_hessian_through_model_function_are_exact():
     jac = []
     for model in (plain, modified):
         names, params = cv._resolve_params(model, None)
-        jac.append(torch.func.jacrev(cv.model_function(model, x, names), argnums=tuple(range(len(params))))(*params))
+        f = cv.model_function(model, x, names)
+        jac.append(torch.func.jacrev(f, argnums=tuple(range(len(params))))(*params))
     for a, b in zip(jac[1], jac[0]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     v = [torch.ones_like(p) for p in plain.parameters()]

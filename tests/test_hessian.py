@@ -39,12 +39,14 @@ def test_hessian_operator_matches_dense(kind, method, loss):
     op = cv.HessianOperator(model, loss, x, y, method=method)
     g = torch.Generator().manual_seed(3)
     V = torch.randn(H.shape[0], 5, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(flatten(op(unflatten_like(V[:, 0], params))), H @ V[:, 0], rtol=1e-10, atol=1e-12)
+    tol = dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(flatten(op(unflatten_like(V[:, 0], params))), H @ V[:, 0], **tol)
     for vmap in (True, False):
         torch.testing.assert_close(op.matmat(V, vmap=vmap), H @ V, rtol=1e-10, atol=1e-12)
-        block = [torch.stack([unflatten_like(V[:, j], params)[i] for j in range(5)]) for i in range(len(params))]
+        columns = [unflatten_like(V[:, j], params) for j in range(5)]
+        block = [torch.stack([c[i] for c in columns]) for i in range(len(params))]
         got = op.matmat(block, vmap=vmap)
-        torch.testing.assert_close(torch.cat([b.reshape(5, -1) for b in got], 1).T, H @ V, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(torch.cat([b.reshape(5, -1) for b in got], 1).T, H @ V, **tol)
     names = cv.parameter_names(model)
     expected_g = torch.func.grad(lambda t: cv.loss_function(loss)(
         cv.model_function(model, x, names)(*unflatten_like(t, params)), y))(flatten(params))
@@ -95,7 +97,8 @@ def test_input_products_match_per_sample_dense(kind, loss):
 
 def test_input_products_run_in_eval_mode_and_restore_each_mode():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Dropout(0.5), nn.Linear(4, 3)).double()
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Dropout(0.5),
+                          nn.Linear(4, 3)).double()
     model[1].running_mean.uniform_()
     model[3].eval()                                          # a mixed state must come back as it was
     x, y = torch.randn(N, 5, dtype=torch.float64), torch.arange(N) % 3

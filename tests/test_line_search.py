@@ -9,6 +9,7 @@ from curvlab._line_search import LineShortcut
 from curvlab.krylov import conjugate_gradient
 
 N, C = 6, 3
+TOL = dict(rtol=1e-12, atol=1e-12)
 
 
 def problem(kind):
@@ -46,7 +47,7 @@ def test_shortcut_runs_and_equals_the_network_at_the_trial_point(kind):
     assert info.iterations == 3 and line.applies
     for s in (1.0, 0.25, -2.0):
         trial = [p + s * d for p, d in zip(params, delta)]
-        torch.testing.assert_close(line.outputs(trial, s), full_forward(model, trial, x), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(line.outputs(trial, s), full_forward(model, trial, x), **TOL)
         assert line.last_path == "shortcut"
     assert (line.shortcut_calls, line.full_calls) == (4, 0)
 
@@ -71,7 +72,7 @@ def test_warm_started_cg_is_reported_or_refused(reports_x0, max_iter):
     assert calls[0] == 1.0 and len(calls) == max_iter + 1  # CG itself reports the initial product
     params = [p.detach() for p in model.parameters()]
     trial = [p + 0.5 * d for p, d in zip(params, delta)]
-    torch.testing.assert_close(line.outputs(trial, 0.5), full_forward(model, trial, x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(line.outputs(trial, 0.5), full_forward(model, trial, x), **TOL)
     assert line.applies == reports_x0
     assert line.last_path == ("shortcut" if reports_x0 else "full")
 
@@ -93,7 +94,7 @@ def test_fallback_without_a_frontier_gives_the_same_results(case):
     line.record_step(1.0)                                   # a no-op without the shortcut
     params = [p.detach() for p in model.parameters()]
     expected = full_forward(model, params, x)
-    torch.testing.assert_close(line.outputs(params, 1.0), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(line.outputs(params, 1.0), expected, **TOL)
     assert line.last_path == "full" and line.full_calls == 1
 
 

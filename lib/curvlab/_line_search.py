@@ -74,7 +74,8 @@ class LineShortcut:
     @property
     def applies(self) -> bool:
         """Whether :meth:`outputs` will start from the moved frontier (see the module contract)."""
-        return self._trial is not None and self.refused is None and (self._recorded > 0 or self._products == 0)
+        return self._trial is not None and self.refused is None \
+            and (self._recorded > 0 or self._products == 0)
 
     def _refuse(self, reason: str) -> None:
         self.refused = self.refused or reason

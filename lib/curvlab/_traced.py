@@ -184,7 +184,7 @@ def _run(gm: torch.fx.GraphModule, args: Sequence[Tensor]) -> dict:
 
 
 class SplitLinearization:
-    """Graph modules cut from one trace of the forward-mode linearisation:
+    """Graph modules cut from one trace of the forward-mode linearisation.
 
     - ``primal(*params, *frozen, *inputs) -> (outputs, boundary, frontier)``;
     - ``tangent(*boundary, *tangents) -> J tangents``;
@@ -230,7 +230,8 @@ class SplitLinearization:
         tangent_inputs = placeholders[len(example):]
         in_tangent = set(tangent_inputs)                  # nodes that depend on the tangents
         for node in graph.nodes:
-            if node.op not in ("placeholder", "output") and any(a in in_tangent for a in node.all_input_nodes):
+            if node.op not in ("placeholder", "output") \
+                    and any(a in in_tangent for a in node.all_input_nodes):
                 in_tangent.add(node)
         output = next(n for n in graph.nodes if n.op == "output")
         primal_out, tangent_out = output.args[0]
@@ -256,7 +257,8 @@ class SplitLinearization:
             for node in graph.nodes:
                 if node in in_tangent:
                     tenv[node] = g.node_copy(node, lambda a: tenv[a])
-            g.output((tenv[tangent_out], tuple(tenv[q] for q in extra)) if extra is not None else tenv[tangent_out])
+            g.output((tenv[tangent_out], tuple(tenv[q] for q in extra)) if extra is not None
+                     else tenv[tangent_out])
             return g
 
         tangent_graph, line_graph = tangent_part(None), tangent_part(frontier_tangents)
@@ -305,7 +307,8 @@ class SplitLinearization:
             return [], []
         kind = _affine_kinds(graph, params, data)
         frontier = [n for n in nodes if n not in in_tangent and kind.get(n) == _AFFINE
-                    and (n is primal_out or any(kind.get(u) == _OTHER for u in n.users if u not in in_tangent))]
+                    and (n is primal_out
+                         or any(kind.get(u) == _OTHER for u in n.users if u not in in_tangent))]
         if not frontier:
             return [], []
         gen = torch.Generator().manual_seed(0)                # a local generator: global RNG untouched

@@ -1,4 +1,4 @@
-"""Matrix-free curvature products on a ``torch.func.functional_call`` view of a model.
+r"""Matrix-free curvature products on a ``torch.func.functional_call`` view of a model.
 
 The network is seen as a function ``f(theta) -> outputs`` of its trainable parameters on a fixed batch
 (inputs, targets), and the batch loss as ``L(theta) = loss(f(theta), targets)`` (conventions in
@@ -8,7 +8,7 @@ The network is seen as a function ``f(theta) -> outputs`` of its trainable param
 .. math::
 
     G = J^T H_L J                      (generalized Gauss-Newton, PSD for a convex loss)
-    H = G + \\sum_i (dL/df_i) \\nabla^2 f_i   (the full Hessian)
+    H = G + \sum_i (dL/df_i) \nabla^2 f_i   (the full Hessian)
 
 A GGN-vector product is computed in three steps (v -> Jv -> H_L Jv -> J^T H_L Jv): a forward-mode
 Jacobian-vector product, the closed-form loss Hessian on the outputs, and a reverse-mode
@@ -54,9 +54,18 @@ from . import _traced
 from ._exact import exact_derivatives
 from ._traced import clear_trace_cache
 from .linalg import flatten, unflatten_like
-from .losses import (LOSSES, LossDerivatives, _check_logits, _check_loss, _cross_entropy,  # noqa: F401
-                     _regression_targets, _squared_scale, log_softmax_classes, loss_derivatives,
-                     loss_function)
+from .losses import (  # noqa: F401
+    LOSSES,
+    LossDerivatives,
+    _check_logits,
+    _check_loss,
+    _cross_entropy,
+    _regression_targets,
+    _squared_scale,
+    log_softmax_classes,
+    loss_derivatives,
+    loss_function,
+)
 
 Tensors = tuple[Tensor, ...]
 ParamsLike = Union[Sequence[Tensor], Mapping[str, Tensor], None]
@@ -244,7 +253,7 @@ class GGNOperator:
                                        retain_graph=True)[0]
 
     def jacobian_vector_product_with_frontier(self, vector: Sequence[Tensor]) -> tuple[Tensor, Tensors]:
-        """``(J v, frontier tangents along v)`` (traced method with a frontier; see :mod:`curvlab._traced`)."""
+        """``(J v, frontier tangents along v)``: traced method with a frontier (:mod:`curvlab._traced`)."""
         if self.split is None or self.split.trial is None:
             raise RuntimeError("no frontier: needs method='traced' on a model with an affine first layer")
         vector = _check_vector(vector, self.params)
@@ -267,7 +276,8 @@ class GGNOperator:
 
 
 def ggn_vector_product(model: nn.Module, loss: str, inputs: InputsLike, targets: Tensor,
-                       vector: Sequence[Tensor], params: ParamsLike = None, method: str = "traced") -> Tensors:
+                       vector: Sequence[Tensor], params: ParamsLike = None, method: str = "traced"
+                       ) -> Tensors:
     """One GGN-vector product ``G v = J^T H_L J v`` at ``params`` (default: the model's current ones).
 
     ``method="traced"`` (default) builds a ``GGNOperator`` (the primal part of the traced linearisation
@@ -291,5 +301,9 @@ def ggn_vector_product(model: nn.Module, loss: str, inputs: InputsLike, targets:
         return torch.autograd.grad(outputs, leaves, w, allow_unused=True, materialize_grads=True)
 
 
-from .hessian import (HessianOperator, hessian_vector_product, input_gradient,  # noqa: E402
-                      input_hessian_vector_product)
+from .hessian import (  # noqa: E402
+    HessianOperator,
+    hessian_vector_product,
+    input_gradient,
+    input_hessian_vector_product,
+)

@@ -21,6 +21,7 @@ their true derivatives.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Iterator, Sequence
 
 import torch
@@ -28,8 +29,16 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ._exact import exact_derivatives
-from .curvature import (InputsLike, ParamsLike, Tensors, _as_inputs, _check_vector, _frozen_state,
-                        _resolve_params, model_function)
+from .curvature import (
+    InputsLike,
+    ParamsLike,
+    Tensors,
+    _as_inputs,
+    _check_vector,
+    _frozen_state,
+    _resolve_params,
+    model_function,
+)
 from .losses import check_loss, loss_function
 
 __all__ = ["HessianOperator", "hessian_vector_product", "input_gradient", "input_hessian_vector_product"]
@@ -91,8 +100,10 @@ class HessianOperator:
 
         argnums = tuple(range(len(self.params)))
         if method == "linearize":
-            gradient, self._linear = torch.func.linearize(
-                torch.func.grad(batch_loss, argnums=argnums), *self.params)
+            with warnings.catch_warnings():                # torch's own const-folding pass, harmless
+                warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
+                gradient, self._linear = torch.func.linearize(
+                    torch.func.grad(batch_loss, argnums=argnums), *self.params)
             self._gradient = tuple(t.detach() for t in gradient)
         else:
             with torch.enable_grad():
@@ -139,7 +150,8 @@ class HessianOperator:
                                  f"got {tuple(block.shape)}")
             if block.shape[1] == 0:
                 return block.clone()
-            rows = self.matmat(tuple(t.movedim(-1, 0) for t in unflatten_like_block(block, self.params)), vmap)
+            parts = tuple(t.movedim(-1, 0) for t in unflatten_like_block(block, self.params))
+            rows = self.matmat(parts, vmap)
             return torch.cat([r.reshape(r.shape[0], -1) for r in rows], dim=1).T
         block = tuple(block)
         if (self._vmap if vmap is None else vmap) and self.method == "linearize" and block:

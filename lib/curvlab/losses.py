@@ -60,7 +60,7 @@ _check_loss = check_loss                           # the name older modules impo
 
 
 def _squared_scale(name: str, outputs: Tensor) -> float:
-    """c such that the squared-error batch loss is ``c * sum (f - y)^2``."""
+    """The c such that the squared-error batch loss is ``c * sum (f - y)^2``."""
     n, numel = outputs.shape[0], outputs.numel()
     return {"mse": 1.0 / numel, "half_mse": 0.5 / numel,
             "sum_squared": 1.0 / n, "half_sum_squared": 0.5 / n}[name]
