@@ -54,6 +54,7 @@ reproduce: setup data  ## run every notebook headless (SCALE=ci|paper), regenera
 	  [ "$$out" = "$$nb" ] && $(VENV)/bin/jupytext --quiet --sync $$nb || true; \
 	done
 	$(PY) -m curvlab.repro.papers
+	$(PY) -m curvlab.experiment --stale $(SCALE)
 	@echo; echo "Figures: $$(pwd)/figures/   Tables: $$(pwd)/tables/   Records: $$(pwd)/results/$(SCALE)/"
 	@ls -d figures/*/ tables/*/ 2>/dev/null | sed 's/^/  /'
 
