@@ -6,7 +6,9 @@ Modules (each one idea):
   experiment  a run is a config turned into a cached, seeded JSON record
   training    a plain training loop with budgets, evaluation and divergence detection
   plotting    one seaborn theme; figures saved with the CSV of the data drawn; tables
-  curvature   matrix-free GGN- and Hessian-vector products (torch.func)
+  losses      the one loss registry: values, closed-form output derivatives, sampled targets
+  curvature   matrix-free GGN-vector products on the functional view of a model (torch.func)
+  hessian     exact Hessian products at a point, per-sample input gradients and Hessian products
   krylov      conjugate gradient and power iteration on callables
   isaac       ISAAC Newton layers (input-based curvature preconditioning)
   isaac_kfac  the (λ_g, λ_a) generalisation ζ and K-FAC, for the paper's comparisons
@@ -19,8 +21,8 @@ __version__ = "0.1.0"
 
 # Sub-modules are imported lazily so that ``import curvlab`` stays cheap and a notebook pays only
 # for what it uses.
-_SUBMODULES = {"data", "models", "experiment", "training", "plotting", "curvature", "krylov",
-               "isaac", "isaac_kfac", "sgn"}
+_SUBMODULES = {"data", "models", "experiment", "training", "plotting", "losses", "curvature", "hessian",
+               "krylov", "isaac", "isaac_kfac", "sgn"}
 _ATTRIBUTES = {"SGN": "sgn", "SGNConfig": "sgn"}
 
 

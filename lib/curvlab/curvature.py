@@ -76,9 +76,10 @@ _TRACE_CACHE = _traced._TRACE_CACHE                    # the trace cache, for in
 
 __all__ = [
     "LOSSES", "METHODS", "LossDerivatives", "loss_function", "loss_derivatives", "log_softmax_classes",
-    "parameter_names", "model_function", "GGNOperator", "HessianOperator", "ggn_vector_product",
-    "hessian_vector_product", "input_gradient", "input_hessian_vector_product", "flatten",
+    "parameter_names", "model_function", "GGNOperator", "ggn_vector_product", "flatten",
     "unflatten_like", "clear_trace_cache",
+    # re-exported from curvlab.hessian on first access (module __getattr__ below)
+    "HessianOperator", "hessian_vector_product", "input_gradient", "input_hessian_vector_product",  # noqa: F822
 ]
 
 
@@ -301,9 +302,13 @@ def ggn_vector_product(model: nn.Module, loss: str, inputs: InputsLike, targets:
         return torch.autograd.grad(outputs, leaves, w, allow_unused=True, materialize_grads=True)
 
 
-from .hessian import (  # noqa: E402
-    HessianOperator,
-    hessian_vector_product,
-    input_gradient,
-    input_hessian_vector_product,
-)
+_FROM_HESSIAN = {"HessianOperator", "hessian_vector_product", "input_gradient",
+                 "input_hessian_vector_product"}
+
+
+def __getattr__(name: str):
+    """The Hessian and input-space products live in :mod:`curvlab.hessian` (built on this module)."""
+    if name in _FROM_HESSIAN:
+        from . import hessian
+        return getattr(hessian, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
