@@ -6,12 +6,18 @@ same batches (a seeded permutation per epoch), same clock (training time only; e
 paused out of the timer unless ``time_evaluation=True``, the SGN reference's convention), same
 budget rule.
 
-A non-finite training loss ends the run with ``status = "diverged"``: the history up to that point
-is kept and the caller records it as a result.
+Divergence is checked at every evaluation: a loss that is non-finite, or above ``divergence_factor``
+× the initial loss (default 10), marks the run ``status = "diverged"`` and records where
+(``summary["diverged_step"]``, ``summary["diverged_epoch"]``). A non-finite mini-batch loss also
+ends the run (nothing can follow it); a finite blow-up keeps training, so the curve shows what
+happened. A classifier that ends at chance accuracy (``chance=`` given) is ``"collapsed"``, not
+diverged. The time axis ``metrics["time"]`` is training seconds; evaluation seconds are reported
+apart (``summary["eval_time_s"]``).
 """
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from typing import Callable
 
@@ -19,8 +25,43 @@ import torch
 
 from .experiment import Budget
 
+DIVERGENCE_FACTOR = 10.0
 
-def batches(n: int, batch_size: int, generator: torch.Generator, shuffle: bool = True, drop_last: bool = False):
+
+def check_batching(n: int, batch_size, drop_last: bool = False) -> int:
+    """Steps per epoch for ``n`` examples in batches of ``batch_size``.
+
+    Raises:
+        ValueError: ``batch_size`` is not a positive int, the data is empty, or ``drop_last``
+            leaves no full batch (each would loop forever or divide by zero).
+
+    >>> check_batching(100, 30), check_batching(100, 30, drop_last=True)
+    (4, 3)
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if n <= 0:
+        raise ValueError("training data is empty (0 examples)")
+    if drop_last and n < batch_size:
+        raise ValueError(f"drop_last with {n} examples and batch_size {batch_size} leaves no full batch")
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
+def is_diverged(loss: float, initial: float | None, factor: float | None = DIVERGENCE_FACTOR) -> bool:
+    """Whether ``loss`` is non-finite or above ``factor`` × ``initial`` (``factor=None``: finite only).
+
+    >>> is_diverged(float("nan"), 1.0), is_diverged(11.0, 1.0), is_diverged(9.0, 1.0)
+    (True, True, False)
+    """
+    if not math.isfinite(loss):
+        return True
+    if factor is None or initial is None or not math.isfinite(initial):
+        return False
+    return loss > factor * abs(initial)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator, shuffle: bool = True,
+            drop_last: bool = False):
     """Index tensors for one epoch; a seeded permutation when ``shuffle``."""
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
@@ -60,19 +101,35 @@ def fit(step_fn: Callable[[torch.Tensor, torch.Tensor], float], x: torch.Tensor,
         batch_size: int, budget: Budget, generator: torch.Generator,
         evaluate: Callable[[], dict] | None = None, eval_every_steps: int | None = None,
         log_every_steps: int | None = None, time_evaluation: bool = False, progress=None,
-        drop_last: bool = False) -> dict:
+        drop_last: bool = False, divergence_factor: float | None = DIVERGENCE_FACTOR,
+        chance: float | None = None) -> dict:
     """Train until the budget is spent; return ``{"metrics": ..., "status": ..., "summary": ...}``.
 
     Per epoch (and every ``eval_every_steps`` steps, if given) the metrics lists get one entry each:
     ``epoch``, ``step``, ``time`` (training seconds so far), ``train_loss`` (mean of the epoch's
     mini-batch losses; ``nan`` for a mid-epoch evaluation) and whatever ``evaluate()`` returns,
     prefixed ``test_``. ``log_every_steps`` adds per-step ``step_loss`` entries (``steps_*`` lists).
+
+    At every evaluation the evaluated ``loss`` (else the epoch's mean training loss) is compared with
+    the first one: non-finite or above ``divergence_factor`` × it marks the run diverged (the first
+    such step and epoch go into the summary). With ``chance`` (e.g. 0.1 for ten classes), a run whose
+    final ``test_accuracy`` is at most ``chance + 0.01`` is ``"collapsed"``.
+
+    Raises:
+        ValueError: ``batch_size`` ≤ 0, empty data, or ``drop_last`` with fewer examples than a batch.
     """
     n = len(x)
-    steps_per_epoch = math.ceil(n / batch_size) if not drop_last else n // batch_size
+    steps_per_epoch = check_batching(n, batch_size, drop_last)
     metrics: dict[str, list] = {"epoch": [], "step": [], "time": [], "train_loss": []}
     step_log: dict[str, list] = {"step": [], "time": [], "loss": []}
     status, step, clock, epoch_losses = "ok", 0, 0.0, []
+    watch = {"initial": None, "step": None, "epoch": None, "eval_s": 0.0}
+
+    def mark(loss: float, epoch: float) -> None:
+        if watch["initial"] is None and math.isfinite(loss):
+            watch["initial"] = loss
+        elif watch["step"] is None and is_diverged(loss, watch["initial"], divergence_factor):
+            watch["step"], watch["epoch"] = step, epoch
 
     def record(epoch: float, train_loss: float):
         metrics["epoch"].append(epoch)
@@ -81,9 +138,16 @@ def fit(step_fn: Callable[[torch.Tensor, torch.Tensor], float], x: torch.Tensor,
         metrics["train_loss"].append(train_loss)
         if evaluate is not None:
             t0 = time.perf_counter()
-            for k, v in evaluate().items():
+            res = evaluate()
+            for k, v in res.items():
                 metrics.setdefault(f"test_{k}", []).append(v)
-            return time.perf_counter() - t0
+            spent = time.perf_counter() - t0
+            watch["eval_s"] += spent
+            if "loss" in res:
+                mark(float(res["loss"]), epoch)
+            return spent
+        if step > 0 and not math.isnan(train_loss):       # no evaluation: watch the epoch's mean loss
+            mark(train_loss, epoch)
         return 0.0
 
     spent = record(0.0, float("nan"))                  # the untrained model, at time 0
@@ -105,6 +169,8 @@ def fit(step_fn: Callable[[torch.Tensor, torch.Tensor], float], x: torch.Tensor,
                 step_log["loss"].append(loss)
             if not math.isfinite(loss):
                 status = "diverged"
+                if watch["step"] is None:
+                    watch["step"], watch["epoch"] = step, step / steps_per_epoch
                 break
             if eval_every_steps and step % eval_every_steps == 0 and step % steps_per_epoch:
                 spent = record(step / steps_per_epoch, float("nan"))
@@ -115,8 +181,16 @@ def fit(step_fn: Callable[[torch.Tensor, torch.Tensor], float], x: torch.Tensor,
         mean_loss = sum(epoch_losses) / max(len(epoch_losses), 1)
         spent = record(step / steps_per_epoch, mean_loss)
         clock += spent if time_evaluation else 0.0
+    if watch["step"] is not None:
+        status = "diverged"
+    elif chance is not None and metrics.get("test_accuracy") \
+            and metrics["test_accuracy"][-1] <= chance + 0.01:
+        status = "collapsed"
     out = {"metrics": metrics, "status": status,
-           "summary": {"steps": step, "epochs": step / steps_per_epoch, "train_time_s": clock}}
+           "summary": {"steps": step, "epochs": step / steps_per_epoch, "train_time_s": clock,
+                       "eval_time_s": watch["eval_s"], "time_axis": "training seconds"
+                       + (" including evaluation" if time_evaluation else " (evaluation excluded)"),
+                       "diverged_step": watch["step"], "diverged_epoch": watch["epoch"]}}
     if log_every_steps:
         out["metrics"].update({f"steps_{k}": v for k, v in step_log.items()})
     return out
