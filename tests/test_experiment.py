@@ -94,9 +94,29 @@ def test_budget_rule():
     assert E.Budget(epochs=2).exhausted(20, 2.0, 0.0)
 
 
-def test_device_auto():
-    assert E.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert E.resolve_device("cpu").type == "cpu"
+@pytest.mark.parametrize("cuda", [True, False])
+def test_device_auto_picks_cuda_exactly_when_present(monkeypatch, cuda):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert E.resolve_device("auto") == torch.device("cuda" if cuda else "cpu")
+    assert E.resolve_device("cpu") == torch.device("cpu")          # an explicit device is kept
+
+
+def test_stale_records_lists_changed_code_not_unversioned(tmp_path):
+    E.run(train_fn, CFG, notebook="nbs", scale="ci")
+    E.run(train_fn, {**CFG, "seed": 11}, notebook="nbs", scale="ci")
+    assert E.stale_records("nbs", "ci") == []
+    fresh, other = sorted((E.results_dir() / "ci" / "nbs").glob("*.json"))
+    rec = json.loads(fresh.read_text())
+    assert rec["code"]["modules"]                                  # the code version is recorded
+    name = next(iter(rec["code"]["modules"]))
+    rec["code"]["modules"][name] = "0" * 16                        # as if made by other code
+    fresh.write_text(json.dumps(rec))
+    legacy = json.loads(other.read_text())
+    del legacy["code"]                                             # made before provenance existed
+    other.write_text(json.dumps(legacy))
+    assert E.stale_records("nbs", "ci") == [fresh]
+    report = E.record_report("ci")
+    assert len(report["stale"]) == 1 and len(report["unversioned"]) == 1
 
 
 def test_load_records():

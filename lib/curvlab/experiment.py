@@ -351,6 +351,16 @@ def record_report(scale: str) -> dict[str, list[str]]:
     return report
 
 
+def stale_records(notebook: str, scale: str) -> list[Path]:
+    """The record files of one notebook at one scale made by library code that has changed since.
+
+    Unversioned records (made before records carried their code version) are not listed: nothing
+    says which code made them (:func:`record_report` counts them apart).
+    """
+    folder = results_dir() / _stem(scale) / _stem(notebook)
+    return [p for p in sorted(folder.glob("*.json")) if record_state(load_record(p)) == "stale"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m curvlab.experiment --stale [SCALE ...]``: list stale, unversioned, corrupt records."""
     import argparse
