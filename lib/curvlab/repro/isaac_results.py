@@ -49,7 +49,7 @@ def fig2(scale: str) -> dict:
     kfac = R.best_lrs(R.sweep(G.fig2_kfac_grid(scale, zeta_lr), seeds, scale))
     kfac["at_edge"] = False                 # one rate by construction (ζ's), not a tuned grid
     table = pd.concat([first, kfac], ignore_index=True)
-    verdicts = [V.fig2_lambda01(table, scale), V.fig2_lambda001(table, scale), V.step_cost(table, scale)]
+    verdicts = [V.fig2_lambda01(table, scale), V.fig2_lambda001(table, scale)]
     return {"table": table, "curves": R.best_curves(table), "verdicts": verdicts}
 
 
@@ -79,6 +79,7 @@ def everything(scale: str, table2_results: dict, stand_in: str) -> dict:
     out["fig3"] = fig3(scale, out["fig2"]["table"])
     out["fig6"] = fig6(scale, stand_in)
     out["table2"] = V.table2(table2_results, scale)
+    out["fig2"]["verdicts"].append(V.step_cost(table2_results, scale))
     out["verdicts"] = [out["fig5"]["verdict"], out["fig1"]["verdict"], out["fig4"]["verdict"],
                        *out["fig2"]["verdicts"], out["fig3"]["verdict"], out["table2"],
                        out["fig6"]["verdict"], *V.not_run()]

@@ -185,14 +185,23 @@ def fig2_lambda001(table: pd.DataFrame, scale: str = "ci") -> Verdict:
                    **{f"ours_{scale}": f"{len(better)}/2 below ζ*; ζ* diverged at lr {unstable or 'none'}"})
 
 
-def step_cost(table: pd.DataFrame, scale: str = "ci") -> Verdict:
-    """Figure 2's timing: a GD step is only about 10 % faster than a ζ* step (auto-encoder)."""
-    gd, star = (ms_per_step(_row(table, k)["records"][0]) for k in ("GD", "ζ* λ=0.1"))
+def step_cost(results: dict, scale: str = "ci") -> Verdict:
+    """Figure 2's timing: a GD step is only about 10 % faster than a ζ* step (auto-encoder).
+
+    Read from the Table 2 measurement (interleaved steps, median over repeats, one thread), not from
+    the training runs, whose clocks share a busy CPU with whatever else runs.
+
+    Args:
+        results: Table 2's model -> method -> {"time_ms", ...} (``benchmarks/isaac.py``).
+        scale: the scale the record is from (fills ``ours_<scale>``).
+    """
+    row = results["auto-encoder"]
+    gd, star = row["gradient"]["time_ms"], row["isaac"]["time_ms"]
     faster = 1 - gd / star
     status = "reproduced" if faster <= 0.25 else "differs"
     return Verdict(claim="Figure 2: a GD step is about 10 % faster than a ζ* step", status=status,
-                   evidence=f"GD {gd:.3g} ms, ζ* {star:.3g} ms per step: GD faster by {100 * faster:.0f} % "
-                            "(training wall-clock, one run each; reproduced if ≤ 25 %)",
+                   evidence=f"auto-encoder, Table 2's measurement: GD faster than ζ* by {100 * faster:.0f} % "
+                            "(median of interleaved steps, one thread; reproduced if ≤ 25 %)",
                    numbers={"gd_ms": gd, "isaac_ms": star, "faster": faster}, paper="GD about 10 % faster",
                    **{f"ours_{scale}": f"GD {100 * faster:.0f} % faster"})
 
