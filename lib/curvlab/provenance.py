@@ -41,7 +41,7 @@ def source_hash(source: str) -> str:
     r"""SHA-256 (16 hex digits) of the source's syntax tree without docstrings or comments.
 
     Example:
-        >>> source_hash("x = 1  # one") == source_hash('"doc"\\nx = 1')
+        >>> source_hash("x = 1  # one") == source_hash('"doc"\nx = 1')
         True
         >>> source_hash("x = 1") == source_hash("x = 2")
         False
