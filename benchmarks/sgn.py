@@ -67,7 +67,7 @@ MODELS = {
 
 
 def load_curvlinops(path: str | None):
-    """curvlinops' GGNLinearOperator, or (None, reason)."""
+    """Curvlinops' GGNLinearOperator, or (None, reason)."""
     if path and os.path.isdir(path) and path not in sys.path:
         sys.path.append(path)
     try:
