@@ -13,11 +13,9 @@ from curvlab.sgn import SGN, SGNConfig
 
 
 @pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
+def _float64(float64):
+    """Every test here runs in float64 (conftest's ``float64`` fixture)."""
     yield
-    torch.set_default_dtype(previous)
 
 
 def least_squares(seed=0, n=20, d=4):

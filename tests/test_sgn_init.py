@@ -11,11 +11,9 @@ from curvlab.sgn import sgn_reference_init
 
 
 @pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
+def _float64(float64):
+    """Every test here runs in float64 (conftest's ``float64`` fixture)."""
     yield
-    torch.set_default_dtype(previous)
 
 
 def test_reference_init_mlp():
