@@ -384,7 +384,6 @@ def run_benchmark(bench):
 stored = rs.load        # stored records (committed paper-scale ones mapped as legacy, see rs.as_legacy)
 print("SGN settings in every SGN record's key, e.g. SGN(3):", rs.sgn_settings(3))
 
-
 # %% [markdown]
 # Reading records and the reference's logs into one long table (one row per evaluation); plots average
 # the seeds epoch by epoch and place epoch e at e × (mean time per epoch), as the reference's notebook
