@@ -55,6 +55,7 @@ from curvlab.repro import sgn as rs
 from curvlab.repro import sgn_figures as sf
 from curvlab.repro import sgn_readouts as ro
 from curvlab.repro import sgn_reference
+from curvlab.repro import sgn_report as rep
 from curvlab.sgn import SGN, sgn_reference_init, trust_region_update
 
 plotting.set_theme()
@@ -391,14 +392,10 @@ print("SGN settings in every SGN record's key, e.g. SGN(3):", rs.sgn_settings(3)
 
 # %%
 TEST_METRIC = {b: ro.metric_of(b) for b in ALL}
-label_of = sgn_reference.label
 records_frame, epoch_ends, epoch_means, config_order = ro.records_frame, ro.epoch_ends, ro.epoch_means, ro.config_order
 
 
-def clock_axis(records):
-    """The x label of a time axis: what the records' clock measured."""
-    kinds = sorted({r["summary"].get("clock", "training + evaluation") for r in records})
-    return f"measured seconds ({' / '.join(kinds)})"
+clock_axis, seeds_of, describe = rep.clock_axis, rep.seeds_of, rep.describe
 
 
 def untimed(line):
@@ -421,13 +418,6 @@ def draw(df, bench, title, fig_id, clock):
     return mean
 
 
-hardware = rs.hardware
-
-
-def seeds_of(records):
-    return sorted({r["config"]["seed"] for r in records})
-
-
 # %% [markdown]
 # Read-out rules for "after T seconds". **Reference rule** (its notebook; spec §5 i): the mean time per
 # epoch over seeds, $\bar t$, gives the epoch index $e = \lfloor T/\bar t\rfloor$, and the cell is the
@@ -438,13 +428,7 @@ def seeds_of(records):
 
 # %%
 read_reference_rule, read_wall_clock, after_T_table = ro.read_reference_rule, ro.read_measured, ro.after_T_table
-PAPER_READ_OUT = {"mnist": [25, 100], "fashion": [50, 150], "cifar10": [650, 2000]}
-
-
-def read_out_times(df, bench, tag):
-    """The reference's T at paper scale; at ci half and all of the SGN(3) run's measured clock."""
-    return PAPER_READ_OUT[bench] if tag == "paper" else ro.ci_read_out_times(df)
-
+PAPER_READ_OUT, read_out_times = rep.PAPER_READ_OUT, rep.read_out_times
 
 # %% [markdown]
 # ### The reference's logs: recomputing its table
@@ -487,9 +471,7 @@ print(f"\n{int(readme_check['match ±0.1'].sum())} of {len(readme_check)} README
 # %%
 def reference_sgd_epoch_time(bench):
     """Mean time per SGD epoch in the reference's logs (all learning rates, seeds; 'longer' runs excluded)."""
-    ends = REF_FRAMES[bench]
-    ends = ends[(ends["method"] == "SGD") & ~ends["config"].str.contains("longer")]
-    return float(ends.groupby(["config", "seed"])["time"].max().div(ends.groupby(["config", "seed"])["epoch"].max()).mean())
+    return rep.reference_sgd_epoch_time(REF_FRAMES[bench])
 
 
 our_sgd_epoch_time = ro.sgd_epoch_time
@@ -520,27 +502,6 @@ def scale_records(bench):
     return here, paper
 
 
-def final_values(df, metric):
-    """Per config: seed-mean of the last value of each seed (the end of the budget)."""
-    last = df.dropna(subset=[metric]).groupby(["config", "seed"]).tail(1)
-    return last.groupby("config")[metric].mean()
-
-
-def best_of(values, method, lower_is_better):
-    v = values[[c for c in values.index if c.startswith(method) and "longer" not in c]].dropna()
-    v = v[np.isfinite(v)]
-    if v.empty:
-        return None, np.nan
-    lab = v.idxmin() if lower_is_better else v.idxmax()
-    return lab, float(v[lab])
-
-
-def describe(records, scale):
-    if not records:
-        return ""
-    return f"{scale} scale, seeds {seeds_of(records)}, {hardware(records)}"
-
-
 # %% [markdown]
 # ## 4. Boston housing
 #
@@ -551,28 +512,7 @@ def describe(records, scale):
 
 # %%
 def regression_section(bench, title_data):
-    here, paper = scale_records(bench)
-    out = {}
-    for recs, tag in ((here, SCALE), (paper if SCALE == "ci" else [], "paper")):
-        if not recs:
-            if tag == "paper":
-                print(f"{bench}: no paper-scale records (not run)")
-            continue
-        df = records_frame(recs)
-        title = f"{title_data} — {describe(recs, tag)}"
-        draw(df, bench, title, f"{bench}{'' if tag == 'ci' else '_paper'}", clock_axis(recs))
-        final = final_values(df, "test_loss")
-        sgd_lab, sgd_best = best_of(final, "SGD", True)
-        sgn_lab, sgn_best = best_of(final, "SGN", True)
-        diverged = sorted({label_of("SGD", r["config"]["lr"]) for r in recs if r["status"] == "diverged"})
-        out[tag] = dict(df=df, final=final, sgd=(sgd_lab, sgd_best), sgn=(sgn_lab, sgn_best), diverged=diverged,
-                        records=recs)
-        print(f"[{tag}] final test MSE, seed mean: " + ", ".join(f"{k} {plotting.round_sig(v):g}" for k, v in final.items()))
-        print(f"[{tag}] best SGN {sgn_lab} {plotting.round_sig(sgn_best):g} < best SGD {sgd_lab} {plotting.round_sig(sgd_best):g}: "
-              f"{sgn_best < sgd_best}; diverged: {', '.join(diverged) or 'none'}")
-        overlay(df, bench, f"{title_data}: ours ({tag} scale) vs the reference's logs", f"{bench}_overlay{'' if tag == 'ci' else '_paper'}")
-    return out
-
+    return rep.regression_section(bench, title_data, *scale_records(bench), SCALE, draw, overlay)
 
 SUMMARY["boston"] = regression_section("boston", "Boston housing (real), MLP 13-100-100-1, batch 101")
 for tag, info in SUMMARY["boston"].items():
@@ -602,32 +542,15 @@ SUMMARY["sine_10"] = regression_section("sine_10", "Sine f = 10 (generated), MLP
 # %%
 SUMMARY["sine_100"] = regression_section("sine_100", "Sine f = 100 (generated), MLP 1-20-20-20-1, batch 1000")
 
-
 # %% [markdown]
 # Timings of the regression runs (machine-dependent, not checked): epochs completed, time per epoch,
 # and the share of the wall time that the clock counts (the rest is the loop's batching overhead).
 
 # %% tags=["nbval-ignore-output"]
-def timing_summary(bench):
-    rows = []
-    for tag, info in SUMMARY.get(bench, {}).items():
-        for lab in config_order(info["df"]["config"]):
-            recs = [r for r in info["records"] if label_of(r["config"]["method"], r["config"].get("lr") if r["config"]["method"] == "SGD" else r["config"]["cg"], r["config"].get("longer", False)) == lab]
-            rows.append({"benchmark": bench, "scale": tag, "config": lab,
-                         "epochs": np.mean([r["summary"]["epochs"] for r in recs]),
-                         "s / epoch": np.mean([r["summary"]["train_time_s"] / max(r["summary"]["epochs"], 1e-9) for r in recs]),
-                         "clock / wall": np.mean([r["summary"]["train_time_s"] / r["wall_clock_s"] for r in recs])})
-    if bench in REF_FRAMES:
-        t_ref = REF_FRAMES[bench].groupby("config")["time"].max() / REF_FRAMES[bench].groupby("config")["epoch"].max()
-        for lab, v in t_ref.items():
-            rows.append({"benchmark": bench, "scale": "reference", "config": lab,
-                         "epochs": REF_FRAMES[bench][REF_FRAMES[bench]["config"] == lab].groupby("seed")["epoch"].max().mean(),
-                         "s / epoch": v, "clock / wall": np.nan})
-    return pd.DataFrame(rows)
 
 
 for bench in ("boston", "sine_10", "sine_100"):
-    t = timing_summary(bench)
+    t = rep.timing_summary(bench, SUMMARY.get(bench, {}), REF_FRAMES.get(bench))
     if len(t):
         print(plotting.save_table(t, PAPER, f"timing_{bench}", float_format="%.3g"))
 
@@ -642,31 +565,7 @@ for bench in ("boston", "sine_10", "sine_100"):
 
 # %%
 def classification_section(bench, title_data):
-    here, paper = scale_records(bench)
-    out = {}
-    for recs, tag in ((here, SCALE), (paper if SCALE == "ci" else [], "paper")):
-        if not recs:
-            if tag == "paper":
-                print(f"{bench}: no paper-scale records (not run; needs a GPU for the full configuration)"
-                      if bench in ("fashion", "cifar10") else f"{bench}: no paper-scale records (not run)")
-            continue
-        df = records_frame(recs)
-        title = f"{title_data} — {describe(recs, tag)}"
-        draw(df, bench, title, f"{bench}{'' if tag == 'ci' else '_paper'}", clock_axis(recs))
-        final = final_values(df, "test_accuracy")
-        ep = {}
-        for lab, g in df.groupby("config"):
-            ends = g[(g["epoch"] == g["epoch"].round()) & (g["epoch"] > 0)]
-            ep[lab] = ends.groupby("epoch")["test_accuracy"].mean()
-        out[tag] = dict(df=df, final=final, epochs=ep, records=recs,
-                        diverged=sorted({label_of("SGD", r["config"]["lr"]) for r in recs if r["status"] == "diverged"}))
-        print(f"[{tag}] test accuracy at the end of the budget, seed mean: "
-              + ", ".join(f"{k} {100 * v:.0f} %" for k, v in final.items())
-              + f"; diverged: {', '.join(out[tag]['diverged']) or 'none'}")
-        overlay(df, bench, f"{title_data}: ours ({tag} scale) vs the reference's logs",
-                f"{bench}_overlay{'' if tag == 'ci' else '_paper'}")
-    return out
-
+    return rep.classification_section(bench, title_data, *scale_records(bench), SCALE, draw, overlay)
 
 SUMMARY["mnist"] = classification_section("mnist", "MNIST (real), MLP 784-20-20-20-10 sigmoid, batch 1000")
 
@@ -677,20 +576,7 @@ SUMMARY["mnist"] = classification_section("mnist", "MNIST (real), MLP 784-20-20-
 
 # %%
 def equal_epochs(bench, tag="ci" if SCALE == "ci" else "paper"):
-    s = SUMMARY[bench].get(tag)
-    if not s:
-        print(f"{bench}: no {tag}-scale records")
-        return
-    E = max([e.index.max() for lab, e in s["epochs"].items() if lab.startswith("SGN") and len(e)] or
-            [min(e.index.max() for e in s["epochs"].values() if len(e))])
-    parts = []
-    for lab in config_order(s["epochs"]):
-        e = s["epochs"][lab]
-        at1 = e.get(1.0, np.nan)
-        atE = e.get(float(E), np.nan)
-        parts.append(f"{lab} {100 * at1:.0f}/{100 * atE:.0f}")
-    print(f"[{tag}] {bench} test accuracy (%) after epoch 1 / epoch {E:g}: " + ", ".join(parts))
-
+    print(rep.equal_epochs(bench, SUMMARY[bench], tag))
 
 equal_epochs("mnist")
 if SCALE == "ci" and SUMMARY["mnist"].get("paper"):
@@ -707,24 +593,10 @@ TABLES = {}
 
 
 def time_tables(bench):
-    s = SUMMARY[bench]
-    frames = []
-    for tag, info in s.items():
-        times = read_out_times(info["df"], bench, tag)
-        t = after_T_table(info["df"], bench, times, tag)
-        if bench in REF_FRAMES and tag == "paper":
-            r = our_sgd_epoch_time(info["df"]) / reference_sgd_epoch_time(bench)
-            scaled = after_T_table(info["df"], bench, [T * r for T in times], tag)
-            t["T x SGD-epoch ratio"] = scaled["T (s)"].round(2).values
-            t["rule at scaled T"] = scaled["reference rule"].values
-        frames.append(t)
-    if not frames:
+    table = rep.time_table(bench, SUMMARY[bench], REF_FRAMES.get(bench))
+    if table is None:
         print(f"{bench}: no records")
         return None
-    table = pd.concat(frames, ignore_index=True)
-    for col in ("reference rule", "measured clock", "rule at scaled T"):
-        if col in table:
-            table[col] = (100 * table[col]).round(1)
     TABLES[bench] = table
     print(plotting.save_table(table, PAPER, f"after_T_{bench}", float_format="%.1f"))
     return table
@@ -780,23 +652,7 @@ _ = time_tables("cifar10")
 
 # %%
 def traces(tag):
-    rows, lines = [], []
-    for bench in ALL:
-        info = SUMMARY.get(bench, {}).get(tag)
-        if not info:
-            continue
-        for r in info["records"]:
-            c, m = r["config"], r["metrics"]
-            if c["method"] != "SGN" or c["seed"] != min(seeds_of(info["records"])):
-                continue
-            for st, rho, a in zip(m["sgn_step"], m["sgn_rho"], m["sgn_alpha"]):
-                rows.append({"benchmark": bench, "config": f"SGN({c['cg']})", "step": st, "rho": rho, "alpha": a})
-            smry = r["summary"]
-            lines.append({"benchmark": bench, "config": f"SGN({c['cg']})", "steps": smry["steps"],
-                          "max rho": smry["max_rho"], "final rho": smry["final_rho"],
-                          "floor reached": bool(smry["final_rho"] <= 1.0001e-6),
-                          "mean alpha": smry["mean_alpha"], "backtracked (%)": 100 * smry["backtracked"]})
-    return pd.DataFrame(rows), pd.DataFrame(lines)
+    return rep.traces(SUMMARY, tag, ALL)
 
 
 def draw_traces(tag, fig_id):
@@ -1055,19 +911,7 @@ row("CIFAR-10: SGN(10) after 10 epochs", "70.9 %", "cifar10", at_epoch("SGN(10)"
 
 
 def trace_text(info_tag):
-    _, st = traces(info_tag)
-    if st.empty:
-        return "not run" if info_tag == "paper" else "—"
-    cls = st[st["benchmark"].isin(["mnist", "fashion", "cifar10"])]
-    reg = st[st["benchmark"].isin(["boston", "sine_10", "sine_100"])]
-    parts = [f"floor in {int(st['floor reached'].sum())}/{len(st)} runs"]
-    if len(cls):
-        parts.append(f"mean α (classif.) {cls['mean alpha'].min():.2f}–{cls['mean alpha'].max():.2f}")
-    b10 = reg[(reg["benchmark"] == "boston") & (reg["config"] == "SGN(10)")]
-    if len(b10):
-        parts.append(f"Boston SGN(10) backtracked {b10['backtracked (%)'].iloc[0]:.0f} %")
-    return "; ".join(parts)
-
+    return rep.trace_text(SUMMARY, info_tag)
 
 rows.append({"item": "ρ → ρ_min, α ≈ 1 on classification, line search active on regression",
              "reference": "floor 1e-6; mean α 0.99–1.0; Boston SGN(10) backtracked 43 %",
