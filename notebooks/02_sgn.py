@@ -387,8 +387,8 @@ print("SGN settings in every SGN record's key, e.g. SGN(3):", rs.sgn_settings(3)
 
 # %% [markdown]
 # Reading records and the reference's logs into one long table (one row per evaluation); plots average
-# the seeds epoch by epoch and place epoch e at e × (mean time per epoch), as the reference's notebook
-# does.
+# the seeds epoch by epoch and place each epoch at the seeds' mean *measured* clock (training only for
+# new records). The reference's own logs only allow e × (mean time per epoch), its notebook's rule.
 
 # %%
 TEST_METRIC = {b: ro.metric_of(b) for b in ALL}
