@@ -113,7 +113,7 @@ def fig1(table: pd.DataFrame, scale: str = "ci") -> Verdict:
     edges = _edges(table)
     status = ("inconclusive (lr at grid edge)" if edges else "differs" if worse else "reproduced")
     best_star = star.loc[star["scores"].map(_mean).idxmin()]
-    evidence = (f"ζ* is more than {MARGIN:g}× worse than the best ζ at λ_a ∈ {worse or 'none'} of "
+    evidence = (f"ζ* is more than {MARGIN:g}× worse than the best ζ at λ_a ∈ {worse or 'no λ_a'} of "
                 f"{sorted(set(zeta['la']))}; best ζ* (λ_a {best_star['la']:g}, lr {best_star['lr']:g}) "
                 f"loss {_span(best_star['scores'])} vs GD {_span(_row(table, 'GD')['scores'])}; "
                 f"{_seeds_note(table)}" + (f"; best lr at grid edge: {', '.join(edges)}" if edges else ""))
@@ -121,7 +121,7 @@ def fig1(table: pd.DataFrame, scale: str = "ci") -> Verdict:
                    evidence=evidence, numbers={"worse_at": worse, "edges": edges,
                                                "best_star_la": best_star["la"]},
                    paper="ζ* ≈ ζ at every λ_a",
-                   **{f"ours_{scale}": f"ζ* > {MARGIN:g}× worse than ζ at λ_a {worse or 'none'}"})
+                   **{f"ours_{scale}": f"ζ* > {MARGIN:g}× worse than ζ at λ_a {worse or '(none)'}"})
 
 
 def fig4(table: pd.DataFrame, scale: str = "ci") -> Verdict:
@@ -176,13 +176,14 @@ def fig2_lambda001(table: pd.DataFrame, scale: str = "ci") -> Verdict:
               if _lower(_row(table, k)["scores"], star["scores"]) == "a"]
     unstable = list(star["failed_lrs"])
     status = "reproduced" if len(better) == 2 or unstable else "differs"
+    where = f"lr {unstable}" if unstable else "no lr"
     evidence = (f"ζ* {_span(star['scores'])}, ζ {_span(_row(table, 'ζ λ=0.01')['scores'])}, K-FAC "
                 f"{_span(_row(table, 'K-FAC λ=0.01')['scores'])}; better than ζ* by > {MARGIN:g}×: "
-                f"{better or 'none'}; ζ* diverged at lr {unstable or 'none'}; {_seeds_note(table)}")
+                f"{better or 'none'}; ζ* diverged at {where}; {_seeds_note(table)}")
     return Verdict(claim="Figure 2, λ=0.01: ζ, K-FAC faster; ζ* unstable", status=status,
                    evidence=evidence, numbers={"better": better, "unstable_lrs": unstable},
                    paper="ζ, K-FAC below ζ*; ζ* unstable",
-                   **{f"ours_{scale}": f"{len(better)}/2 below ζ*; ζ* diverged at lr {unstable or 'none'}"})
+                   **{f"ours_{scale}": f"{len(better)}/2 below ζ*; ζ* diverged at {where}"})
 
 
 def step_cost(results: dict, scale: str = "ci") -> Verdict:
