@@ -291,7 +291,7 @@ def main(argv=None) -> dict:
     budget = args.budget or (8.0 if args.quick else 60.0)
     runs = {threads: _report(args, threads, methods, repeats, warmup, budget) for threads in args.threads}
     record = {"benchmark": "isaac", "batch": BATCH, "repeats": repeats, "quick": args.quick, "la": LA,
-              "lg": LG, "torch": torch.__version__, "target": TARGET,
+              "lg": LG, "torch": torch.__version__, "cpu": experiment.cpu_name(), "target": TARGET,
               "target_met": all(r["target_met"] is not False for r in runs.values()),
               "runs": {str(t): r for t, r in runs.items()}}
     atomic_write_json(args.out, record)

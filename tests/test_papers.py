@@ -59,7 +59,7 @@ def test_check_catches_a_hand_edited_status(toy):
     md, tables = toy
     P.main(["--papers", str(md), "--tables", str(tables)])
     md.write_text(md.read_text().replace("| needs GPU |", "| reproduced |"))
-    assert P.check(md, P.load_scorecards(tables)) == ["toy"]
+    assert P.check(md, P.load_scorecards(tables)) == ["verdicts:toy"]
 
 
 def test_scorecard_without_markers_is_an_error(toy):
@@ -80,4 +80,5 @@ def test_the_repository_papers_md_agrees_with_its_scorecards():
     cards = P.load_scorecards(P.REPO_ROOT / "tables")
     if not cards:
         pytest.skip("no tables/*/scorecard.csv yet (make reproduce writes them)")
-    assert P.check(P.papers_md(), cards) == [], "run `python -m curvlab.repro.papers` (make reproduce)"
+    assert P.check(P.papers_md(), cards, P.load_bench()) == [], \
+        "run `python -m curvlab.repro.papers` (make reproduce)"

@@ -13,6 +13,10 @@ records, never typed by hand. ``python -m curvlab.repro.papers`` rewrites the bl
 ``--check`` only compares and exits 1 when ``papers.md`` disagrees with a scorecard. A block
 without a scorecard is left as it is; a scorecard without a block is an error (its paper's section
 needs the markers).
+
+Blocks ``<!-- bench:<name> -->`` … ``<!-- /bench:<name> -->`` are filled the same way from
+``results/bench/<name>.json`` by :func:`curvlab.repro.bench_report.render_bench` (a block whose
+record is absent is left as it is).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import pandas as pd
 
 from ..data import REPO_ROOT
 from ..plotting import output_root
+from .bench_report import load_bench, render_bench
 
 COLUMNS = (("claim", "claim"), ("paper", "paper"), ("ours_paper", "ours (paper scale)"),
            ("ours_ci", "ours (ci)"), ("status", "status"), ("evidence", "evidence"))
@@ -34,6 +39,8 @@ ALIASES = {"item": "claim", "reference": "paper", "ours, paper scale": "ours_pap
            "ours, ci scale": "ours_ci", "verdict": "status"}
 
 _BLOCK = re.compile(r"(<!-- verdicts:(?P<paper>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /verdicts:(?P=paper) -->)",
+                    re.DOTALL)
+_BENCH = re.compile(r"(<!-- bench:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)",
                     re.DOTALL)
 
 
@@ -70,8 +77,8 @@ def load_scorecards(tables: Path | None = None) -> dict[str, pd.DataFrame]:
             for p in sorted(root.glob("*/scorecard.csv"))}
 
 
-def render(text: str, scorecards: dict[str, pd.DataFrame]) -> str:
-    """``text`` (a ``papers.md``) with each block that has a scorecard re-rendered.
+def render(text: str, scorecards: dict[str, pd.DataFrame], bench: dict[str, dict] | None = None) -> str:
+    """``text`` (a ``papers.md``) with each block that has a scorecard (or bench record) re-rendered.
 
     Raises:
         ValueError: a scorecard's paper has no marker pair in ``text``.
@@ -87,16 +94,25 @@ def render(text: str, scorecards: dict[str, pd.DataFrame]) -> str:
         if paper not in scorecards:
             return match.group(0)
         return match.group(1) + render_block(scorecards[paper]) + "\n" + match.group(4)
-    return _BLOCK.sub(fill, text)
+
+    def fill_bench(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in (bench or {}):
+            return match.group(0)
+        return match.group(1) + render_bench(name, bench[name]) + "\n" + match.group(4)
+    return _BENCH.sub(fill_bench, _BLOCK.sub(fill, text))
 
 
-def check(path: Path, scorecards: dict[str, pd.DataFrame]) -> list[str]:
-    """The papers whose block in ``path`` differs from its scorecard (empty when all agree)."""
+def check(path: Path, scorecards: dict[str, pd.DataFrame], bench: dict[str, dict] | None = None) -> list[str]:
+    """The blocks of ``path`` that differ from their scorecard or bench record (empty when all agree)."""
     text = path.read_text()
-    new = render(text, scorecards)
-    old_blocks = {m.group("paper"): m.group(0) for m in _BLOCK.finditer(text)}
-    new_blocks = {m.group("paper"): m.group(0) for m in _BLOCK.finditer(new)}
-    return sorted(p for p in new_blocks if new_blocks[p] != old_blocks.get(p))
+    new = render(text, scorecards, bench)
+    differ = []
+    for pattern, key, prefix in ((_BLOCK, "paper", "verdicts"), (_BENCH, "name", "bench")):
+        old_blocks = {m.group(key): m.group(0) for m in pattern.finditer(text)}
+        new_blocks = {m.group(key): m.group(0) for m in pattern.finditer(new)}
+        differ += [f"{prefix}:{p}" for p in new_blocks if new_blocks[p] != old_blocks.get(p)]
+    return sorted(differ)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,20 +121,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if papers.md disagrees; write nothing")
     parser.add_argument("--papers", type=Path, default=None, help="papers.md to render (default: the repo's)")
     parser.add_argument("--tables", type=Path, default=None, help="the tables/ folder (default: the repo's)")
+    parser.add_argument("--bench", type=Path, default=None,
+                        help="the results/bench/ folder (default: the repo's)")
     args = parser.parse_args(argv)
     path = args.papers or papers_md()
     scorecards = load_scorecards(args.tables)
+    bench = load_bench(args.bench)
     if args.check:
-        differ = check(path, scorecards)
-        for paper in differ:
-            print(f"{path}: the verdicts:{paper} block differs from tables/{paper}/scorecard.csv; "
+        differ = check(path, scorecards, bench)
+        for block in differ:
+            print(f"{path}: the {block} block differs from its scorecard or bench record; "
                   "run `python -m curvlab.repro.papers` to re-render it", file=sys.stderr)
         return 1 if differ else 0
     text = path.read_text()
-    new = render(text, scorecards)
+    new = render(text, scorecards, bench)
     if new != text:
         path.write_text(new)
-    print(f"{path}: verdict blocks rendered for {', '.join(scorecards) or 'no paper'}")
+    print(f"{path}: verdict blocks rendered for {', '.join(scorecards) or 'no paper'}; "
+          f"bench blocks for {', '.join(bench) or 'none'}")
     return 0
 
 
