@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -35,12 +35,23 @@ class Spread:
     hi: float
     n: int
 
-    def __str__(self) -> str:
+    def text(self, fmt: Callable[[float], str] = "{:.3g}".format, seeds: bool = True) -> str:
+        """``mean [lo–hi] (n seeds)``, each number through ``fmt``; the one format of every verdict.
+
+        >>> Spread(2.0, 1.0, 3.0, 2).text()
+        '2 [1–3] (2 seeds)'
+        >>> Spread(0.5, 0.5, 0.5, 1).text("{:.1%}".format, seeds=False)
+        '50.0%'
+        """
         if self.n == 0:
             return "no finite value"
+        count = f" ({self.n} seed{'s' if self.n > 1 else ''})" if seeds else ""
         if self.n == 1:
-            return f"{self.mean:.4g} (1 seed)"
-        return f"{self.mean:.4g} [{self.lo:.4g}, {self.hi:.4g}] ({self.n} seeds)"
+            return fmt(self.mean) + count
+        return f"{fmt(self.mean)} [{fmt(self.lo)}–{fmt(self.hi)}]" + count
+
+    def __str__(self) -> str:
+        return self.text("{:.4g}".format)
 
 
 def spread(values: Iterable[float]) -> Spread:

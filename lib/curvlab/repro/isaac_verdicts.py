@@ -40,8 +40,16 @@ def _edges(table: pd.DataFrame) -> list[str]:
 
 
 def _span(scores) -> str:
-    s = spread(scores)
-    return fmt(s.mean) if s.n == 1 else f"{fmt(s.mean)} [{fmt(s.lo)}, {fmt(s.hi)}]"
+    """The seed mean and min–max range in the one verdict format (``Spread.text``), seeds said apart."""
+    return spread(scores).text(fmt, seeds=False)
+
+
+def _tail(table: pd.DataFrame, edges: list[str]) -> str:
+    """The end every evidence shares: the seeds behind it and the rates at the edge of their grid."""
+    return f"; {_seeds_note(table)}" + (f"; best lr at grid edge: {', '.join(edges)}" if edges else "")
+
+
+ORDER_WORDS = {"a": "below GD", "b": "above GD", "inconclusive": "within the spread of GD"}
 
 
 def _mean(scores) -> float:
@@ -84,16 +92,15 @@ def fig5(table: pd.DataFrame, scale: str = "ci") -> Verdict:
     else:
         status = "inconclusive"
     evidence = (f"{len(beat)}/{len(others)} subsets other than {{3,4,5}} beat GD outside the spread; "
-                f"{{3,4,5}} vs GD: {res['{3,4,5}']}; final training loss GD {_span(gd['scores'])}, "
-                f"{{3,4,5}} {_span(_row(table, '{3,4,5}')['scores'])}; {_seeds_note(table)}"
-                + (f"; best lr at grid edge: {', '.join(edges)}" if edges else ""))
+                f"{{3,4,5}} {ORDER_WORDS[res['{3,4,5}']]}; final training loss GD {_span(gd['scores'])}, "
+                f"{{3,4,5}} {_span(_row(table, '{3,4,5}')['scores'])}" + _tail(table, edges))
     return Verdict(claim="Figure 5/9: ζ* on every layer subset beats GD except {3,4,5} ≈ GD",
                    status=status, evidence=evidence,
                    numbers={"beat": beat, "vs_345": res["{3,4,5}"], "edges": edges,
                             "gd_loss": _mean(gd["scores"])},
                    paper="all six other subsets below GD; {3,4,5} ≈ GD",
-                   **{f"ours_{scale}": f"{len(beat)}/{len(others)} below GD; {{3,4,5}} vs GD: "
-                                       f"{res['{3,4,5}']}"})
+                   **{f"ours_{scale}": f"{len(beat)}/{len(others)} below GD; {{3,4,5}} "
+                                       f"{ORDER_WORDS[res['{3,4,5}']]}"})
 
 
 def fig1(table: pd.DataFrame, scale: str = "ci") -> Verdict:
@@ -115,8 +122,8 @@ def fig1(table: pd.DataFrame, scale: str = "ci") -> Verdict:
     best_star = star.loc[star["scores"].map(_mean).idxmin()]
     evidence = (f"ζ* is more than {MARGIN:g}× worse than the best ζ at λ_a ∈ {worse or 'no λ_a'} of "
                 f"{sorted(set(zeta['la']))}; best ζ* (λ_a {best_star['la']:g}, lr {best_star['lr']:g}) "
-                f"loss {_span(best_star['scores'])} vs GD {_span(_row(table, 'GD')['scores'])}; "
-                f"{_seeds_note(table)}" + (f"; best lr at grid edge: {', '.join(edges)}" if edges else ""))
+                f"loss {_span(best_star['scores'])} vs GD {_span(_row(table, 'GD')['scores'])}"
+                + _tail(table, edges))
     return Verdict(claim="Figure 1: no degradation as λ_g → ∞ (ζ* as good as ζ)", status=status,
                    evidence=evidence, numbers={"worse_at": worse, "edges": edges,
                                                "best_star_la": best_star["la"]},
@@ -134,8 +141,7 @@ def fig4(table: pd.DataFrame, scale: str = "ci") -> Verdict:
     status = ("inconclusive (lr at grid edge)" if edges else "reproduced" if wins
               else "inconclusive" if ties else "differs")
     evidence = (f"ζ* + Adam beats Adam at λ_a ∈ {wins or 'none'}, ties (within {MARGIN:g}×) at "
-                f"{ties or 'none'} of {list(star['la'])}; {_seeds_note(table)}"
-                + (f"; best lr at grid edge: {', '.join(edges)}" if edges else ""))
+                f"{ties or 'none'} of {list(star['la'])}" + _tail(table, edges))
     return Verdict(claim="Figure 4: ζ* works with Adam", status=status, evidence=evidence,
                    numbers={"wins": wins, "ties": ties, "edges": edges}, paper="ζ* + Adam trains well",
                    **{f"ours_{scale}": f"below Adam at {len(wins)}/{len(star)} λ_a"})
@@ -160,8 +166,7 @@ def fig2_lambda01(table: pd.DataFrame, scale: str = "ci") -> Verdict:
     status = "inconclusive (lr at grid edge)" if edges else ("reproduced" if ok else "differs")
     evidence = (f"final losses {', '.join(f'{k} {fmt(v)}' for k, v in means.items())} (spread "
                 f"{ratio:.2g}×), GD {_span(gd['scores'])}; {len(beat)}/3 beat GD by > {MARGIN:g}×; ms per "
-                f"step {', '.join(f'{k} {v:.3g}' for k, v in ms.items())}; {_seeds_note(table)}"
-                + (f"; best lr at grid edge: {', '.join(edges)}" if edges else ""))
+                f"step {', '.join(f'{k} {v:.3g}' for k, v in ms.items())}" + _tail(table, edges))
     return Verdict(claim="Figure 2, λ=0.1: ζ*, ζ, K-FAC ≈ per step, beat GD; ζ* fastest in time",
                    status=status, evidence=evidence,
                    numbers={"ratio": ratio, "beat": beat, "ms_per_step": ms, "edges": edges},
