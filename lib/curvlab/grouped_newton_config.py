@@ -84,7 +84,7 @@ class GroupedNewtonConfig:
         regularization: ``"cubic"`` (the paper's method), ``"newton"`` (eta = H_bar^{-1} g_bar) or
             ``"ridge"`` (eta = (H_bar + ridge I)^{-1} g_bar).
         ridge: >= 0 (0), used by ``"ridge"``.
-        threshold: relative singularity threshold on D of the cubic solver (0: D_s = 0 exactly).
+        threshold: relative singularity threshold in [0, 1) on D of the cubic solver (0: D_s = 0 exactly).
         diagonal: use diag(H_bar) only (the ablation asked for in review).
         period: steps between two recomputations of the summaries (the reference's period_hg; 10).
         averaging: ``"uniform"`` (the reference's double average over the last ``avg_period`` + 1
@@ -217,6 +217,7 @@ def _problems(c: GroupedNewtonConfig) -> list[str]:
     need(c.summary_batch_size is None or (_is_int(c.summary_batch_size) and c.summary_batch_size >= 1),
          f"summary_batch_size must be None or an int >= 1, got {c.summary_batch_size!r}")
     need(_is_real(c.damping) and c.damping > 0, f"damping must be a finite number > 0, got {c.damping!r}")
+    need(not _is_real(c.threshold) or c.threshold < 1, f"threshold must be in [0, 1), got {c.threshold!r}")
     for name in ("damping_int", "ridge", "threshold", "momentum", "eps"):
         value = getattr(c, name)
         need(_is_real(value) and value >= 0, f"{name} must be a finite number >= 0, got {value!r}")
