@@ -14,6 +14,10 @@ Modules (each one idea):
   isaac_kfac  the (λ_g, λ_a) generalisation ζ and K-FAC, for the paper's comparisons
   sgn         stochastic generalized Gauss-Newton optimizer (``SGNConfig`` in sgn_config, its scalar
               rules in sgn_rules, its input checks in sgn_checks, the reference init in sgn_init)
+  grouped_newton  per-group learning rates from Newton summaries (``GroupedNewtonConfig`` in
+              grouped_newton_config, directions in grouped_newton_directions, groups in
+              grouped_newton_partition, ḡ/H̄/D in grouped_newton_summaries, the cubic solve in
+              grouped_newton_solver)
 """
 from importlib import import_module as _import_module
 
@@ -22,8 +26,9 @@ __version__ = "0.1.0"
 # Sub-modules are imported lazily so that ``import curvlab`` stays cheap and a notebook pays only
 # for what it uses.
 _SUBMODULES = {"data", "models", "experiment", "training", "plotting", "losses", "curvature", "hessian",
-               "krylov", "isaac", "isaac_kfac", "sgn"}
-_ATTRIBUTES = {"SGN": "sgn", "SGNConfig": "sgn"}
+               "krylov", "isaac", "isaac_kfac", "sgn", "grouped_newton"}
+_ATTRIBUTES = {"SGN": "sgn", "SGNConfig": "sgn", "GroupedNewton": "grouped_newton",
+               "GroupedNewtonConfig": "grouped_newton"}
 
 
 def __getattr__(name):

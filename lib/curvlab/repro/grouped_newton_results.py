@@ -1,0 +1,64 @@
+"""GroupedNewton reproduction: every experiment from sweep to verdict (the notebook's one call).
+
+:func:`everything` runs (or reads back) the MLP / MNIST and LeNet-5 / CIFAR-10 sweeps at ``scale``,
+the invariance demonstration, and collects the verdicts in the notebook's order. The experiments
+that need a GPU (VGG-11 and the 20×1024 MLP on CIFAR-10, and the 200-epoch, 5-seed runs) get a
+"needs GPU" verdict naming their runnable configuration, unless their records exist.
+"""
+from __future__ import annotations
+
+from curvlab import data, experiment
+
+from . import grouped_newton as R
+from . import grouped_newton_verdicts as V
+
+TITLES = {"mlp": "MLP 784-1024-200-100-10 tanh (S = 8)", "lenet": "LeNet-5 tanh (S = 10)",
+          "vgg11": "VGG-11 ELU (S = 18)", "bigmlp": "MLP 20×1024 ELU (S = 42)"}
+
+
+def data_label(dataset: str) -> str:
+    """``"MNIST (real)"`` or ``"fashion_mnist_32 (stand-in for CIFAR-10)"``."""
+    info = experiment.dataset_label(dataset)
+    if info and info.get("stand_in_for"):
+        return f"{dataset} (stand-in for {info['stand_in_for']})"
+    return f"{dataset} (real)"
+
+
+def model_results(model: str, scale: str) -> dict:
+    """One model's sweep at ``scale`` and its verdicts."""
+    frame = R.sweep(model, scale)
+    dataset = R.dataset_for(scale, model)
+    stand_in = dataset in data.STAND_INS
+    label = data_label(dataset)
+    title = f"{TITLES[model]} on {label}, {scale} scale"
+    verdicts = [V.vs_adam(frame, model, scale, label, stand_in), V.diagonal_ablation(frame, model, scale),
+                V.interactions(frame, model, scale), V.lr_range(frame, model, scale)]
+    return {"frame": frame, "dataset": dataset, "label": label, "title": title, "verdicts": verdicts}
+
+
+def gpu_verdicts(scale: str) -> list:
+    """The paper-scale experiments not run here, each with the command that runs it."""
+    out = []
+    for model in ("mlp", "lenet", "vgg11", "bigmlp"):
+        if scale == "paper" and model in ("mlp", "lenet"):
+            continue                                         # run by everything() itself
+        s = R.settings("paper", model)
+        out.append(V.needs_gpu(f"{TITLES[model]} on CIFAR-10/MNIST at paper scale: {s['epochs']} epochs, "
+                               f"{len(R.SETTINGS['paper']['seeds'])} seeds" if model in ("mlp", "lenet")
+                               else f"{TITLES[model]} on CIFAR-10, {s['epochs']} epochs",
+                               f"runnable: curvlab.repro.grouped_newton.sweep({model!r}, 'paper') "
+                               f"({s['dataset']}, Adam grid {s['adam']}); not run on this 2-core CPU"))
+    return out
+
+
+def everything(scale: str) -> dict:
+    """Every experiment of the notebook at ``scale``: per-model results, invariance, all verdicts."""
+    models = [m for m in ("mlp", "lenet") if m in R.SETTINGS[scale]]
+    per_model = {m: model_results(m, scale) for m in models}
+    import pandas as pd
+    frames = pd.concat([r["frame"] for r in per_model.values()], ignore_index=True)
+    demo = R.invariance_demo()
+    verdicts = [v for m in models for v in per_model[m]["verdicts"]]
+    verdicts += [V.stable(frames, scale), V.invariance(demo["difference"], scale)]
+    verdicts += gpu_verdicts(scale)
+    return {"models": per_model, "invariance": demo, "verdicts": verdicts}
