@@ -77,3 +77,21 @@ def test_orphaned_temporary_of_a_dead_writer_is_removed(tmp_path):
     orphan.write_text("{")
     E.atomic_write_json(target, {"a": 1})
     assert not orphan.exists() and json.loads(target.read_text()) == {"a": 1}
+
+
+def test_a_module_run_as_a_script_is_recorded_under_its_importable_name(monkeypatch):
+    # `python -m curvlab.repro.isaac` runs the file as __main__, and Dask's worker processes re-import
+    # it as __mp_main__: a record must name curvlab.repro.isaac, or no later process can check it
+    import importlib.util
+    import sys
+    spec = importlib.util.find_spec("curvlab.repro.isaac")
+    script = importlib.util.module_from_spec(spec)
+    script.__name__ = "__mp_main__"
+    script.__package__ = "curvlab.repro"
+    monkeypatch.setitem(sys.modules, "__mp_main__", script)
+    exec(compile(open(spec.origin).read(), spec.origin, "exec"), script.__dict__)   # as runpy does
+    names = P.reached_modules(script.train)
+    assert "curvlab.repro.isaac" in names and "__mp_main__" not in names and "curvlab.isaac" in names
+    code = P.code_version(script.train)
+    assert code["modules"]["curvlab.repro.isaac"] == P.module_hash(repro_isaac)
+    assert P.stale_modules(code) == []

@@ -72,8 +72,29 @@ def _imported_modules(module: types.ModuleType) -> set[str]:
     return names
 
 
+_SCRIPT_NAMES = ("__main__", "__mp_main__")    # a module run with ``python -m``, and its copy in workers
+
+
+def importable_name(module: types.ModuleType) -> str:
+    """The name a module is imported under: ``__spec__.name`` for one run as a script.
+
+    ``python -m curvlab.repro.isaac`` runs that file as ``__main__`` (``__mp_main__`` in the
+    processes of a local Dask cluster); a record must name it ``curvlab.repro.isaac``, which any
+    later process can import to check it, not the name of one process's entry point.
+    """
+    spec = getattr(module, "__spec__", None)
+    if module.__name__ in _SCRIPT_NAMES and spec is not None and spec.name:
+        return spec.name
+    return module.__name__
+
+
 def reached_modules(fn: Callable) -> list[str]:
-    """Names of the ``curvlab`` modules ``fn`` can reach: its own and their imports, transitively."""
+    """Names of the ``curvlab`` modules ``fn`` can reach: its own and their imports, transitively.
+
+    A module run with ``python -m`` is listed under its importable name; a plain script (no module
+    name to import it by) is left out, its run function being covered by the function hash of
+    :func:`code_version`.
+    """
     start = inspect.getmodule(fn)
     if start is None:
         return []
@@ -86,7 +107,8 @@ def reached_modules(fn: Callable) -> list[str]:
             continue
         seen.add(name)
         todo.extend(_imported_modules(sys.modules[name]) - seen)
-    return sorted(seen)
+    named = {importable_name(sys.modules[name]) for name in seen}
+    return sorted(named - set(_SCRIPT_NAMES))         # a plain script: its function hash covers it
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,7 +132,8 @@ def code_version(fn: Callable) -> dict:
     run as ``__main__`` (its module then has another name in a worker).
     """
     commit, dirty = git_state()
-    modules = {name: module_hash(sys.modules[name]) for name in reached_modules(fn)}
+    by_name = {importable_name(m): m for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
+    modules = {name: module_hash(by_name[name]) for name in reached_modules(fn)}
     try:
         function = source_hash(inspect.getsource(fn).strip() if not inspect.getsource(fn).startswith(" ")
                                else "if True:\n" + inspect.getsource(fn))
