@@ -68,7 +68,9 @@ STAND_IN = data.load("fashion_mnist_32", "train").label + ", small CNN sgn_arch_
 # %% tags=["nbval-ignore-output"]
 OUT = RES.everything(SCALE, table2_rec["metrics"], STAND_IN)
 T2_PAPER = next((r for r in experiment.load_records(NB, "paper") if r["name"] == "table2"), None)
-VERDICTS = OUT["verdicts"] + ([RES.table2_paper(T2_PAPER)] if T2_PAPER and SCALE == "ci" else [])
+F5_PAPER = RES.fig5_paper(OUT["fig5"]["table"]) if SCALE == "ci" else None     # committed records, read only
+VERDICTS = (OUT["verdicts"] + ([RES.table2_paper(T2_PAPER)] if T2_PAPER and SCALE == "ci" else [])
+            + ([F5_PAPER["verdict"]] if F5_PAPER else []))
 verdicts.save_scorecard(VERDICTS, PAPER)           # tables/isaac/scorecard.csv, read by papers.md
 
 # %% tags=["nbval-ignore-output"]
@@ -368,7 +370,6 @@ print("input and bias gradients equal nn.Linear's:",
 print(swapped)
 
 
-
 # %% [markdown]
 # ## 3. Experiments: one run function, one sweep
 #
@@ -379,12 +380,10 @@ print(swapped)
 # holds every setting that changes the result: λ_a, λ_g, the layers, the product form and label
 # samples, optimizer, learning rate, budget, evaluation cadence, divergence factor and the clock.
 #
-# **Measurements.** The time axis is the measured training wall-clock; evaluation time is recorded
-# separately (`eval_time_s`). Divergence is checked at every evaluation: a non-finite loss, or one
-# above 10× the initial evaluation loss, stops the run and records the step. A classifier whose final
-# test accuracy is within 5 points of chance is "collapsed to chance" if it was above chance earlier,
-# otherwise "at chance"; neither is called diverged. The score of a run is its final training loss on
-# a fixed training subset; the best learning rate of a setting is the one with the lowest mean score.
+# **Measurements.** Time axes are the measured training clock (evaluation apart, `eval_time_s`). A
+# loss that is non-finite or above 10× the initial one, at any evaluation, marks the run diverged at
+# that step; a final test accuracy within 5 points of chance is "collapsed" (or "at chance" if it never
+# rose), not diverged. A run's score is its final training loss on a fixed training subset.
 
 # %%
 print(pd.Series(R.record_name(c) for c in R.grids.fig5_grid(SCALE)[:3]).to_string(index=False))
@@ -583,17 +582,19 @@ print(f"{cost['runs']} runs × {cost['steps_per_run']} steps: about {cost['cpu_h
       f"{cost['wall_hours_2_workers']:.1f} h on 2 workers (from the ci timings on this machine)")
 
 # %% [markdown]
-# Paper-scale records committed under `results/paper/01_isaac/` are summarised with the hardware
-# that produced them; Table 2 at paper scale (width 6400 added, `python benchmarks/isaac.py --record
-# paper`) is drawn when its record is present.
+# Paper-scale records committed under `results/paper/01_isaac/` are drawn here, with the hardware that
+# produced them: Figure 5 (one seed per setting, so orderings use the 1.5× margin) and Table 2 (width
+# 6400 added; `python benchmarks/isaac.py --record paper`).
 
 # %% tags=["nbval-ignore-output"]
-paper_records = experiment.load_records(NB, "paper")
-for r in paper_records:
-    print(f"paper-scale record {r['name']}: {r['environment']['device_name']}, torch {r['environment']['torch']}")
+if F5_PAPER:
+    print(FIG.curve_panels(F5_PAPER["curves"], panels5, "Figures 5 and 9 — MNIST (real), 5×400 ReLU MLP, paper scale "
+                           f"(60 000 images, 30 epochs, 1 seed; {F5_PAPER['device']}, one thread per run)",
+                           "fig5_layers_paper", legend_title="ζ* on layers"))
+    print(F5_PAPER["verdict"].sentence())
 if T2_PAPER is not None and SCALE == "ci":
     t2_paper = RES.table2_frame(T2_PAPER["metrics"], bench.paper_ratio)
     print(plotting.save_table(t2_paper, PAPER, "table2_cost_paper", float_format="%.3g"))
     print(FIG.table2(t2_paper, f"Table 2, paper scale ({T2_PAPER['environment']['device_name']}, one thread)",
                      "table2_cost_paper"))
-    print(VERDICTS[-1].sentence())
+    print(RES.table2_paper(T2_PAPER).sentence())

@@ -164,3 +164,39 @@ def test_fmt():
 def test_a_diverged_setting_loses_even_with_one_seed():
     assert V._lower([math.inf], [0.5]) == "b" and V._lower([0.5], [math.inf]) == "a"
     assert V._mean([math.inf, math.nan]) == math.inf
+
+
+def test_fig5_with_one_seed_orders_by_the_margin_not_by_any_gap():
+    v = V.fig5(fig5_table((0.9,), (0.95,), gd=(1.0,)))          # 10 % below GD: inside the 1.5× margin
+    assert v.status == "inconclusive" and "one seed" in v.evidence
+    v = V.fig5(fig5_table((0.5,), (0.95,), gd=(1.0,)))
+    assert v.status == "reproduced" and v.numbers["vs_345"] == "inconclusive"
+
+
+def test_fig5_paper_reads_only_complete_record_sets(tmp_path, monkeypatch):
+    import json
+
+    from curvlab.experiment import config_hash
+    from curvlab.repro import isaac_grids as G
+    from curvlab.repro import isaac_results as RES
+    monkeypatch.setenv("CURVLAB_RESULTS", str(tmp_path))
+    ci = fig5_table((0.5, 0.55, 0.6), (1.05, 1.15, 1.25))
+    assert RES.fig5_paper(ci) is None                               # nothing on disk: nothing is run
+    folder = tmp_path / "paper" / "01_isaac"
+    folder.mkdir(parents=True)
+    for i, setting in enumerate(G.SUBSETS):
+        loss = 1.0 if setting in ("GD", "{3,4,5}") else 0.4
+        metrics = {"step": [0, 600], "epoch": [0, 1], "time": [0.0, 1.0], "eval_train_loss": [2.3, loss],
+                   "test_accuracy": [0.1, 0.9]}
+        config = {"fig": "fig5", "setting": setting, "lr": 0.3, "seed": 0}
+        rec = {"name": f"fig5-{i}", "config_hash": config_hash(config), "status": "ok", "metrics": metrics,
+               "config": config,
+               "summary": {"final_train_loss": loss, "final_test_accuracy": 0.9, "train_time_s": 1.0,
+                           "eval_time_s": 0.1, "steps": 600},
+               "environment": {"device_name": "Test CPU"}}
+        (folder / f"fig5-{i}.json").write_text(json.dumps(rec))
+        if i == 2:
+            assert RES.fig5_paper(ci) is None                       # incomplete: not rendered
+    out = RES.fig5_paper(ci)
+    assert out["device"] == "Test CPU" and out["verdict"].status == "reproduced"
+    assert out["verdict"].ours_paper.startswith("6/6 below GD")

@@ -26,6 +26,24 @@ def fig5(scale: str) -> dict:
     return {"tuning": tuning, "table": table, "curves": R.best_curves(table), "verdict": V.fig5(table, scale)}
 
 
+def fig5_paper(ci_table: pd.DataFrame) -> dict | None:
+    """Figures 5 / 9 from the paper-scale records on disk, read only (never run); None if incomplete.
+
+    The rates were chosen at ci scale, so whether a rate sat at the edge of its grid is the ci
+    tuning's verdict (``ci_table["at_edge"]``), not that of the single paper-scale rate.
+    """
+    from .. import experiment
+    records = [r for r in experiment.load_records(R.NOTEBOOK, "paper") if r["config"].get("fig") == "fig5"]
+    if {r["config"]["setting"] for r in records} != set(G.SUBSETS):
+        return None
+    frame = R.tidy(pd.DataFrame([{**r["config"], "status": r["status"], "record": r} for r in records]))
+    table = R.best_lrs(frame)
+    edge = dict(zip(ci_table["setting"], ci_table["at_edge"]))
+    table["at_edge"] = [bool(edge.get(s, True)) for s in table["setting"]]
+    return {"table": table, "curves": R.best_curves(table), "verdict": V.fig5(table, "paper"),
+            "device": records[0]["environment"]["device_name"]}
+
+
 def fig1(scale: str) -> dict:
     """Figure 1: GD, the ζ* column and the finite-λ_g ζ block, lr tuned per cell."""
     frame = R.sweep(G.fig1_grid(scale), _seeds(scale, "fig1"), scale)
