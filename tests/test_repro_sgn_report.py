@@ -77,45 +77,89 @@ def test_final_means_and_best_of(regression_records):
     assert rep.best_of(values, "SGD", True) == (None, pytest.approx(np.nan, nan_ok=True))
 
 
-def test_regression_section_summarises_and_draws(regression_records, capsys):
-    calls = []
-    draw = lambda df, bench, title, fig_id, clock: calls.append(("draw", fig_id, title, clock))  # noqa: E731
-    overlay = lambda df, bench, title, fig_id: calls.append(("overlay", fig_id, title))  # noqa: E731
-    out = rep.regression_section("boston", "Boston", regression_records, regression_records[:2], "ci",
-                                 draw, overlay)
+def test_summarise_without_drawing(regression_records, classification_records):
+    out = rep.summarise("boston", regression_records, regression_records[:2], "ci")
     assert set(out) == {"ci", "paper"}
     ci = out["ci"]
     assert ci["sgd"] == ("SGD(0.1)", pytest.approx(0.2)) and ci["sgn"] == ("SGN(3)", pytest.approx(0.06))
     assert ci["diverged"] == ["SGD(1)"] and ci["records"] is regression_records
     assert out["paper"]["sgn"][0] is None and out["paper"]["diverged"] == []
+    # at paper scale there is no second pass; a tag without records is left out
+    assert set(rep.summarise("boston", regression_records, [], "paper")) == {"paper"}
+    assert set(rep.summarise("boston", regression_records, [], "ci")) == {"ci"}
+    assert rep.summarise("mnist", [], [], "ci") == {}
+    cls = rep.summarise("fashion", classification_records, [], "ci")["ci"]
+    assert cls["final"]["SGN(3)"] == pytest.approx(0.8) and cls["final"]["SGD(0.1)"] == pytest.approx(0.6)
+    assert list(cls["epochs"]["SGN(3)"].index) == [1.0, 2.0]          # epoch 0 dropped
+    assert cls["epochs"]["SGN(3)"][1.0] == pytest.approx(0.7)
+    assert cls["epochs"]["SGD(0.1)"][4.0] == pytest.approx(0.6)
+    assert cls["stand_in"] is False
+
+
+def test_regression_section_draws_and_prints(regression_records, capsys):
+    calls = []
+    draw = lambda df, bench, title, fig_id, clock: calls.append(("draw", fig_id, title, clock))  # noqa: E731
+    overlay = lambda df, bench, title, fig_id, separate: calls.append(("overlay", fig_id, separate))  # noqa: E731
+    summary = rep.summarise("boston", regression_records, regression_records[:2], "ci")
+    assert rep.regression_section("boston", "Boston", summary, "ci", draw, overlay) is None
     assert [c[:2] for c in calls] == [("draw", "boston"), ("overlay", "boston_overlay"),
                                       ("draw", "boston_paper"), ("overlay", "boston_overlay_paper")]
-    assert calls[0][2].startswith("Boston — ci scale, seeds [1, 2]")
+    assert calls[0][2].startswith("Boston — ci scale, seeds [1, 2]") and calls[1][2] is False
     text = capsys.readouterr().out
     assert "[ci] best SGN SGN(3) 0.06 < best SGD SGD(0.1) 0.2: True; diverged: SGD(1)" in text
-    # at paper scale there is no second pass; without records a note is printed instead
-    paper_only = rep.regression_section("boston", "B", regression_records, [], "paper", draw, overlay)
-    assert set(paper_only) == {"paper"}
-    assert rep.regression_section("boston", "B", regression_records, [], "ci", draw, overlay).keys() == {"ci"}
+    rep.regression_section("boston", "B", {"ci": summary["ci"]}, "ci", draw, overlay)
     assert "boston: no paper-scale records (not run)" in capsys.readouterr().out
+    rep.regression_section("boston", "B", {"paper": summary["ci"]}, "paper", draw, overlay)
+    assert "no paper-scale records" not in capsys.readouterr().out
 
 
-def test_classification_section_epoch_means(classification_records, capsys):
-    out = rep.classification_section("fashion", "F", classification_records, [], "ci",
-                                     lambda *a: None, lambda *a: None)
-    ci = out["ci"]
-    assert ci["final"]["SGN(3)"] == pytest.approx(0.8) and ci["final"]["SGD(0.1)"] == pytest.approx(0.6)
-    assert list(ci["epochs"]["SGN(3)"].index) == [1.0, 2.0]          # epoch 0 dropped
-    assert ci["epochs"]["SGN(3)"][1.0] == pytest.approx(0.7)
-    assert ci["epochs"]["SGD(0.1)"][4.0] == pytest.approx(0.6)
+def test_classification_section_draws_and_prints(classification_records, capsys):
+    calls = []
+    summary = rep.summarise("fashion", classification_records, [], "ci")
+    rep.classification_section("fashion", "F", summary, "ci", lambda *a: calls.append(a[3]),
+                               lambda *a: calls.append((a[3], a[4])))
+    assert calls == ["fashion", ("fashion_overlay", False)]
     text = capsys.readouterr().out
     assert "[ci] test accuracy at the end of the budget, seed mean: SGD(0.1) 60 %, SGN(3) 80 %" in text
     assert "fashion: no paper-scale records (not run; needs a GPU" in text
+    for r in classification_records:                     # a CIFAR-10 stand-in: its reference on its own row
+        r["config"].update(benchmark="cifar10", dataset="fashion_mnist_32")
+    calls.clear()
+    stand_in = rep.summarise("cifar10", classification_records, [], "ci")
+    rep.classification_section("cifar10", "C", stand_in, "ci", lambda *a: None, lambda *a: calls.append(a[4]))
+    assert stand_in["ci"]["stand_in"] is True and calls == [True]
+
+
+def test_blow_ups_and_backtracking_text(regression_records, classification_records):
+    regression_records[0]["metrics"]["test_loss"] = [1.0, 5e3, 0.3]
+    summary = rep.summarise("boston", regression_records, [], "ci")
+    assert rep.blow_ups_text(summary) == [
+        "[ci] Boston SGD(0.1) seeds with test MSE > 1e3: seed 1 from epoch 1 (max 5.0e+03, last 3.0e-01)"]
+    assert rep.blow_ups_text(summary, threshold=1e4) == \
+        ["[ci] Boston SGD(0.1) seeds with test MSE > 1e4: none"]
+    text = rep.backtracking_text({"boston": summary}, "ci", "boston")
+    assert text.startswith("[ci] boston: steps with a backtrack: SGN(3) 25.00 % (reference ")
+    assert rep.backtracking_text({}, "paper") == "[paper] mnist: steps with a backtrack: no records"
+
+
+def test_figures_are_saved_with_their_data(regression_records, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from curvlab.repro import sgn_figures as sf
+    df = ro.records_frame(regression_records)
+    mean = sf.draw(df, "boston", "Boston", "boston_test", "measured seconds")
+    assert (tmp_path / "outputs" / "figures" / "sgn" / "boston_test.png").is_file()
+    assert set(mean["config"]) == {"SGD(0.1)", "SGD(1)", "SGN(3)"}
+    both = sf.draw_overlay(df, "boston", "Boston vs reference", "boston_overlay_test")
+    assert set(both["source"]) == {"ours", "reference"}
+    assert set(both.loc[both["source"] == "reference", "config"]) <= set(mean["config"])
+    data = pd.read_csv(tmp_path / "outputs" / "figures" / "sgn" / "boston_overlay_test.csv")
+    assert data["benchmark"].eq("boston").all()
+    assert sf.untimed("f.png: 2 rows; time [0, 1]; epoch [0, 1]") == "f.png: 2 rows; epoch [0, 1]"
 
 
 def test_equal_epochs_line(classification_records):
-    out = rep.classification_section("mnist", "M", classification_records, [], "ci",
-                                     lambda *a: None, lambda *a: None)
+    out = rep.summarise("mnist", classification_records, [], "ci")
     # E is the SGN budget (2 epochs), not the SGD one (4)
     assert rep.equal_epochs("mnist", out, "ci") == \
         "[ci] mnist test accuracy (%) after epoch 1 / epoch 2: SGD(0.1) 30/40, SGN(3) 70/80"

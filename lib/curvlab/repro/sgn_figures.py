@@ -4,6 +4,9 @@ Conventions: one colour per config everywhere (:func:`colors`), SGD solid and SG
 numeric order, the mean over seeds drawn with its min–max band. Nothing is clipped away: a diverged run
 ends with an ×, and values beyond the panel's upper limit (blow-ups) are drawn at the limit as ▲ and
 named with their maximum in the legend.
+
+The ``draw_*`` functions draw, save (``figures/sgn/<id>.png`` with its data as ``.csv``), display
+and close one figure, and print its summary line without the clock-dependent columns.
 """
 from __future__ import annotations
 
@@ -11,7 +14,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from curvlab import plotting
+
 from . import sgn_readouts as ro
+from . import sgn_reference
+
+PAPER = "sgn"
 
 KNOWN = ["SGD(0.001)", "SGD(0.01)", "SGD(0.1)", "SGD(0.1) longer", "SGD(1)", "SGD(10)",
          "SGN(1)", "SGN(2)", "SGN(3)", "SGN(5)", "SGN(10)", "SGN(20)", "SGN(30)", "SGN(40)"]
@@ -159,3 +167,58 @@ def rho_alpha(tr: pd.DataFrame, title: str, names: dict):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig, w
+
+
+def untimed(line: str) -> str:
+    """A ``save_figure`` summary line without its clock-dependent parts (those vary from run to run).
+
+    >>> untimed("figures/sgn/x.png: 3 rows; time [0, 2]; epoch [0, 1]")
+    'figures/sgn/x.png: 3 rows; epoch [0, 1]'
+    """
+    return "; ".join(p for p in line.split("; ") if not p.startswith("time"))
+
+
+def show(fig, fig_id: str, data: pd.DataFrame, bench: str | None = None) -> str:
+    """Save ``fig`` and its data (with a leading ``benchmark`` column when given), display and close it.
+
+    Returns:
+        The printed summary line (:func:`untimed`).
+    """
+    data = data.copy()
+    if bench is not None:
+        data.insert(0, "benchmark", bench)
+    line = untimed(plotting.save_figure(fig, PAPER, fig_id, data))
+    print(line)
+    plt.show()
+    plt.close(fig)
+    return line
+
+
+def draw(df: pd.DataFrame, bench: str, title: str, fig_id: str, clock: str) -> pd.DataFrame:
+    """The learning curves of :func:`curves`, shown and saved as ``fig_id``; their seed means."""
+    fig, mean = curves(df, bench, title, clock)
+    show(fig, fig_id, mean, bench)
+    return mean
+
+
+STAND_IN_REFERENCE = "real CIFAR-10 (reference logs, GTX TITAN X) - not comparable with the stand-in"
+
+
+def draw_overlay(df: pd.DataFrame, bench: str, title: str, fig_id: str,
+                 separate: bool = False) -> pd.DataFrame:
+    """Ours against the reference's logs (:func:`overlay`), shown and saved as ``fig_id``.
+
+    ``separate``: our data are a stand-in for the reference's, whose curves get their own row.
+    """
+    fig, both = overlay(df, sgn_reference.frame(bench), bench, title, separate, STAND_IN_REFERENCE)
+    show(fig, fig_id, both, bench)
+    return both
+
+
+def draw_rho_alpha(tr: pd.DataFrame, title: str, names: dict, fig_id: str) -> pd.DataFrame:
+    """The ρ / α windows of :func:`rho_alpha`, shown and saved as ``fig_id`` (summary line printed whole)."""
+    fig, w = rho_alpha(tr, title, names)
+    print(plotting.save_figure(fig, PAPER, fig_id, w))
+    plt.show()
+    plt.close(fig)
+    return w

@@ -91,3 +91,62 @@ def frame(benchmark: str) -> pd.DataFrame:
     ep = ep.rename(columns={"solver": "method"})
     cols = ["config", "method", "seed", "epoch", "time", "train_loss", "test_loss", "test_accuracy", "status"]
     return ep[cols].reset_index(drop=True)
+
+
+# Test accuracy (%) after T seconds as printed in the reference's README, keyed (benchmark, T).
+README_TABLE = {
+    ("mnist", 25): {"SGD(0.001)": 17.2, "SGD(0.01)": 35.3, "SGD(0.1)": 71.9, "SGD(1)": 89.8, "SGD(10)": 11.6,
+                    "SGN(3)": 92.9, "SGN(5)": 92.8, "SGN(10)": 91.6},
+    ("mnist", 100): {"SGD(0.001)": 25.4, "SGD(0.01)": 58.2, "SGD(0.1)": 85.5, "SGD(1)": 93.0, "SGD(10)": 93.0,
+                     "SGN(3)": 94.0, "SGN(5)": 93.7, "SGN(10)": 91.5},
+    ("fashion", 50): {"SGD(0.001)": 63.1, "SGD(0.01)": 82.3, "SGD(0.1)": 86.7, "SGN(2)": 84.5, "SGN(3)": 85.2,
+                      "SGN(5)": 85.6, "SGN(10)": 85.4},
+    ("fashion", 150): {"SGD(0.001)": 76.5, "SGD(0.01)": 85.5, "SGD(0.1)": 88.5, "SGN(2)": 86.2,
+                       "SGN(3)": 87.2, "SGN(5)": 87.8, "SGN(10)": 86.0},
+    ("cifar10", 650): {"SGD(0.001)": 10.0, "SGD(0.01)": 19.0, "SGD(0.1)": 63.1, "SGN(2)": 44.9,
+                       "SGN(3)": 49.3, "SGN(5)": 56.9, "SGN(10)": 64.7},
+    ("cifar10", 2000): {"SGD(0.1) longer": 60.9, "SGN(10)": 71.0},
+}
+
+
+def readme_check(table: dict | None = None, frames: dict | None = None,
+                 tolerance: float = 0.1) -> pd.DataFrame:
+    """The README table recomputed from the logs by the reference's rule (epoch ⌊T / t̄⌋, seed mean).
+
+    Args:
+        table: ``(benchmark, T) -> {config: printed %}`` (default :data:`README_TABLE`).
+        frames: ``benchmark -> long table`` (default :func:`frame` of each benchmark named in ``table``).
+        tolerance: A cell matches when the recomputed value is within this many points of the printed one.
+
+    Returns:
+        One row per cell: ``benchmark, T (s), config, README, recomputed`` (percent, 0.1),
+        ``epoch`` (the rule's epoch) and ``match ±<tolerance>``.
+    """
+    from .sgn_readouts import read_reference_rule  # sgn_readouts imports this module
+    table = README_TABLE if table is None else table
+    frames = frames or {}
+    rows = []
+    for (bench, T), cells in table.items():
+        df = frames[bench] if bench in frames else frame(bench)
+        ours = read_reference_rule(df, T, "test_accuracy")
+        for lab, printed in cells.items():
+            value, e, _ = ours.get(lab, (np.nan, 0, False))
+            rows.append({"benchmark": bench, "T (s)": T, "config": lab, "README": printed,
+                         "recomputed": round(100 * value, 1), "epoch": e,
+                         f"match ±{tolerance:g}": bool(abs(100 * value - printed) <= tolerance + 1e-9)})
+    return pd.DataFrame(rows)
+
+
+def readme_check_text(check: pd.DataFrame) -> str:
+    """The one-line summary of :func:`readme_check`.
+
+    >>> c = pd.DataFrame({"benchmark": ["mnist", "cifar10"], "T (s)": [25, 650],
+    ...                   "config": ["SGN(3)", "SGD(1)"], "match ±0.1": [True, False]})
+    >>> readme_check_text(c)
+    '1 of 2 README cells recomputed within ±0.1; mismatches: cifar10 SGD(1) @ 650 s'
+    """
+    col = next(c for c in check.columns if c.startswith("match ±"))
+    bad = check[~check[col]]
+    names = ", ".join(f"{r['benchmark']} {r['config']} @ {r['T (s)']:g} s" for _, r in bad.iterrows())
+    return (f"{int(check[col].sum())} of {len(check)} README cells recomputed within {col[len('match '):]}; "
+            f"mismatches: {names or 'none'}")

@@ -4,8 +4,8 @@ Every function takes the records (or the notebook's ``SUMMARY`` entries built fr
 arguments. A *benchmark summary* maps a scale tag (``"ci"``, ``"paper"``) to an info dict with at least
 ``df`` (the long table of :func:`curvlab.repro.sgn_readouts.records_frame`), ``final`` (seed-mean final
 values per config) and ``records``; classification summaries add ``epochs`` (per config, the seed-mean
-test accuracy per epoch end). The two ``*_section`` functions draw through callbacks, so the figures
-stay the notebook's business.
+test accuracy per epoch end). :func:`summarise` computes a summary without drawing; the two ``*_section``
+functions draw and print one (through callbacks, by default those of :mod:`curvlab.repro.sgn_figures`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import pandas as pd
 
 from curvlab import plotting
 
+from . import sgn_figures as sf
 from . import sgn_readouts as ro
+from . import sgn_reference
 from .sgn import hardware
 from .sgn_reference import label
 
@@ -113,79 +115,122 @@ def epoch_accuracy(df: pd.DataFrame) -> dict[str, pd.Series]:
     return ep
 
 
-def _tags(here: list[dict], paper: list[dict], scale: str):
-    return ((here, scale), (paper if scale == "ci" else [], "paper"))
+def regression_summary(records: list[dict]) -> dict:
+    """One regression benchmark's records at one scale, summarised (nothing drawn or printed).
+
+    Returns:
+        ``dict(df, final, sgd=(label, value), sgn=(label, value), diverged, records)``: the long table,
+        the seed-mean final test MSE per config, the best of each method and the diverged SGD configs.
+    """
+    df = ro.records_frame(records)
+    final = final_means(df, "test_loss")
+    return dict(df=df, final=final, sgd=best_of(final, "SGD", True), sgn=best_of(final, "SGN", True),
+                diverged=diverged_sgd(records), records=records)
+
+
+def classification_summary(records: list[dict]) -> dict:
+    """One classification benchmark's records at one scale, summarised (nothing drawn or printed).
+
+    Returns:
+        ``dict(df, final, epochs, records, diverged, stand_in)``: ``final`` the seed-mean test accuracy
+        at the end of the budget, ``epochs`` the seed-mean accuracy per epoch end, ``stand_in`` whether
+        the records ran on a stand-in dataset (``fashion_mnist_32`` for CIFAR-10).
+    """
+    df = ro.records_frame(records)
+    stand_in = any(r["config"].get("benchmark") == "cifar10" and r["config"].get("dataset") != "cifar10"
+                   for r in records)
+    return dict(df=df, final=final_means(df, "test_accuracy"), epochs=epoch_accuracy(df), records=records,
+                diverged=diverged_sgd(records), stand_in=stand_in)
+
+
+def summarise(bench: str, here: list[dict], paper: list[dict], scale: str) -> dict:
+    """The benchmark summary: scale tag -> info (:func:`regression_summary` / :func:`classification_summary`).
+
+    Args:
+        bench: Benchmark name.
+        here: Records at the notebook's scale.
+        paper: Paper-scale records (summarised only when ``scale == "ci"``).
+        scale: The notebook's scale.
+
+    Returns:
+        ``{scale: info}`` plus ``{"paper": info}`` from ci; a tag without records is left out.
+    """
+    one = regression_summary if bench in REGRESSION else classification_summary
+    tags = [(here, scale)] + ([(paper, "paper")] if scale == "ci" else [])
+    return {tag: one(recs) for recs, tag in tags if recs}
 
 
 def _suffix(tag: str) -> str:
     return "" if tag == "ci" else "_paper"
 
 
-def regression_section(bench: str, title_data: str, here: list[dict], paper: list[dict], scale: str,
-                       draw: Callable, overlay: Callable) -> dict:
-    """Draw, summarise and print one regression benchmark at the notebook's scale (and paper scale from ci).
+def _no_paper(bench: str, summary: dict, scale: str) -> None:
+    if scale == "ci" and "paper" not in summary:
+        print(f"{bench}: no paper-scale records (not run; needs a GPU for the full configuration)"
+              if bench in ("fashion", "cifar10") else f"{bench}: no paper-scale records (not run)")
+
+
+def regression_section(bench: str, title_data: str, summary: dict, scale: str,
+                       draw: Callable | None = None, overlay: Callable | None = None) -> None:
+    """Draw and print one regression benchmark's summary, scale by scale (figures, final MSE, best of each).
 
     Args:
         bench: Benchmark name.
         title_data: Figure title prefix.
-        here: Records at the notebook's scale.
-        paper: Paper-scale records (used when ``scale == "ci"``).
-        scale: The notebook's scale.
-        draw: ``draw(df, bench, title, fig_id, clock_label)``, the learning-curve figure.
-        overlay: ``overlay(df, bench, title, fig_id)``, the figure against the reference's logs.
-
-    Returns:
-        The benchmark summary: tag -> dict(df, final, sgd=(label, value), sgn=(label, value), diverged,
-        records).
+        summary: The benchmark summary (:func:`summarise`).
+        scale: The notebook's scale (from ci a missing paper scale is named).
+        draw: ``draw(df, bench, title, fig_id, clock_label)``, the learning-curve figure
+            (default :func:`curvlab.repro.sgn_figures.draw`).
+        overlay: ``overlay(df, bench, title, fig_id, separate)``, the figure against the reference's logs
+            (default :func:`curvlab.repro.sgn_figures.draw_overlay`).
     """
-    out = {}
-    for recs, tag in _tags(here, paper, scale):
-        if not recs:
-            if tag == "paper":
-                print(f"{bench}: no paper-scale records (not run)")
-            continue
-        df = ro.records_frame(recs)
+    draw, overlay = draw or sf.draw, overlay or sf.draw_overlay
+    for tag, info in summary.items():
+        recs, df, final = info["records"], info["df"], info["final"]
         draw(df, bench, f"{title_data} — {describe(recs, tag)}", f"{bench}{_suffix(tag)}", clock_axis(recs))
-        final = final_means(df, "test_loss")
-        sgd_lab, sgd_best = best_of(final, "SGD", True)
-        sgn_lab, sgn_best = best_of(final, "SGN", True)
-        diverged = diverged_sgd(recs)
-        out[tag] = dict(df=df, final=final, sgd=(sgd_lab, sgd_best), sgn=(sgn_lab, sgn_best),
-                        diverged=diverged, records=recs)
+        (sgn_lab, sgn_best), (sgd_lab, sgd_best) = info["sgn"], info["sgd"]
         sig = plotting.round_sig
         print(f"[{tag}] final test MSE, seed mean: " + ", ".join(f"{k} {sig(v):g}" for k, v in final.items()))
         print(f"[{tag}] best SGN {sgn_lab} {sig(sgn_best):g} < best SGD {sgd_lab} {sig(sgd_best):g}: "
-              f"{sgn_best < sgd_best}; diverged: {', '.join(diverged) or 'none'}")
+              f"{sgn_best < sgd_best}; diverged: {', '.join(info['diverged']) or 'none'}")
         overlay(df, bench, f"{title_data}: ours ({tag} scale) vs the reference's logs",
-                f"{bench}_overlay{_suffix(tag)}")
-    return out
+                f"{bench}_overlay{_suffix(tag)}", False)
+    _no_paper(bench, summary, scale)
 
 
-def classification_section(bench: str, title_data: str, here: list[dict], paper: list[dict], scale: str,
-                           draw: Callable, overlay: Callable) -> dict:
-    """Draw, summarise and print one classification benchmark (arguments as :func:`regression_section`).
+def classification_section(bench: str, title_data: str, summary: dict, scale: str,
+                           draw: Callable | None = None, overlay: Callable | None = None) -> None:
+    """Draw and print one classification benchmark's summary (arguments as :func:`regression_section`).
+
+    A stand-in's reference curves are drawn on their own row (``separate``).
+    """
+    draw, overlay = draw or sf.draw, overlay or sf.draw_overlay
+    for tag, info in summary.items():
+        recs, df = info["records"], info["df"]
+        draw(df, bench, f"{title_data} — {describe(recs, tag)}", f"{bench}{_suffix(tag)}", clock_axis(recs))
+        print(f"[{tag}] test accuracy at the end of the budget, seed mean: "
+              + ", ".join(f"{k} {100 * v:.0f} %" for k, v in info["final"].items())
+              + f"; diverged: {', '.join(info['diverged']) or 'none'}")
+        overlay(df, bench, f"{title_data}: ours ({tag} scale) vs the reference's logs",
+                f"{bench}_overlay{_suffix(tag)}", bool(info.get("stand_in")))
+    _no_paper(bench, summary, scale)
+
+
+def blow_ups_text(summary: dict, config: str = "SGD(0.1)", threshold: float = 1e3) -> list[str]:
+    """Per scale, which seeds of ``config`` have a test MSE above ``threshold``, from when, how large.
 
     Returns:
-        The benchmark summary: tag -> dict(df, final, epochs, records, diverged).
+        One line per tag: ``"[tag] Boston SGD(0.1) seeds with test MSE > 1e3: seed 3 from epoch 8 (max …,
+        last …)"`` (``none`` when no seed does).
     """
-    out = {}
-    for recs, tag in _tags(here, paper, scale):
-        if not recs:
-            if tag == "paper":
-                print(f"{bench}: no paper-scale records (not run; needs a GPU for the full configuration)"
-                      if bench in ("fashion", "cifar10") else f"{bench}: no paper-scale records (not run)")
-            continue
-        df = ro.records_frame(recs)
-        draw(df, bench, f"{title_data} — {describe(recs, tag)}", f"{bench}{_suffix(tag)}", clock_axis(recs))
-        final = final_means(df, "test_accuracy")
-        out[tag] = dict(df=df, final=final, epochs=epoch_accuracy(df), records=recs,
-                        diverged=diverged_sgd(recs))
-        print(f"[{tag}] test accuracy at the end of the budget, seed mean: "
-              + ", ".join(f"{k} {100 * v:.0f} %" for k, v in final.items())
-              + f"; diverged: {', '.join(out[tag]['diverged']) or 'none'}")
-        overlay(df, bench, f"{title_data}: ours ({tag} scale) vs the reference's logs",
-                f"{bench}_overlay{_suffix(tag)}")
-    return out
+    limit = f"{threshold:.0e}".replace("e+0", "e").replace("e+", "e")       # 1e3, not 1e+03
+    lines = []
+    for tag, info in summary.items():
+        b = ro.blow_ups(info["df"], config, "test_loss", threshold).dropna(subset=["first_epoch"])
+        lines.append(f"[{tag}] Boston {config} seeds with test MSE > {limit}: " + (
+            "; ".join(f"seed {r.seed} from epoch {r.first_epoch:g} (max {r.max:.1e}, last {r.last:.1e})"
+                      for r in b.itertuples()) or "none"))
+    return lines
 
 
 def timing_summary(bench: str, summary: dict, ref_frame: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -342,3 +387,17 @@ def trace_text(summary: dict, tag: str) -> str:
     if len(b10):
         parts.append(f"Boston SGN(10) backtracked {b10['backtracked (%)'].iloc[0]:.0f} %")
     return "; ".join(parts)
+
+
+def backtracking_text(summary: dict, tag: str, bench: str = "mnist") -> str:
+    """Share of backtracked steps per SGN(k), ours (first seed) and the reference's (seed mean, full logs).
+
+    Returns:
+        ``"[tag] bench: steps with a backtrack: SGN(1) 0.12 % (reference 0.08 %); ..."``.
+    """
+    _, st = traces(summary, tag)
+    ref = sgn_reference.run_table(bench).groupby("config")["backtracked_share"].mean()
+    rows = st[st["benchmark"] == bench].iterrows() if len(st) else []
+    parts = [f"{r['config']} {r['backtracked (%)']:.2f} % "
+             f"(reference {100 * ref.get(r['config'], np.nan):.2f} %)" for _, r in rows]
+    return f"[{tag}] {bench}: steps with a backtrack: " + ("; ".join(parts) or "no records")
