@@ -168,7 +168,7 @@ def test_table_cells_and_verdict_lookup(summary, verdicts):
 
 def test_formatting_helpers():
     assert R.num(0.0123) == "0.012" and R.num(1.234e-4) == "1.2e-04" and R.num(-math.inf) == "—"
-    assert R.factor(2.94) == "2.9" and R.factor(12345.0) == "12000"
+    assert R.factor(2.94) == "2.94" and R.factor(12345.0) == "12000"
     assert R.seeds_text([{"config": {"seed": s}} for s in (1, 3)]) == "seeds 1, 3"
     assert R.pct(None) == "—" and R.fmt_sig(0.0) == "0"
 
@@ -187,7 +187,7 @@ def test_epoch_ratios_against_the_reference_logs(summary):
 def test_regression_findings(summary, verdicts):
     ci, paper = R.regression_findings("boston", summary["boston"], verdicts)
     assert ci.startswith("Boston (ci scale, seeds 1–2; final test MSE after 40 epochs, seed means): best SGN "
-                         "SGN(10) 0.0085, best SGD SGD(0.01) 0.025, a factor 2.9 (reproduced).")
+                         "SGN(10) 0.0085, best SGD SGD(0.01) 0.025, a factor 2.94 (reproduced).")
     assert "SGN by k: 3: 0.011, 10: 0.0085; SGD by learning rate: 0.001: 0.05, 0.01: 0.025, 1: diverged" in ci
     assert "SGD(1) diverged in 2 of 2 seeds" in ci
     assert ci.endswith("the best k is 10, the next best SGN(3) (0.011) is outside the spread over seeds "

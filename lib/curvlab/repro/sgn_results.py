@@ -213,7 +213,7 @@ def reference_comparison(summary: dict, verdicts: list[Verdict], scale: str,
     """
     stand_in = "" if cifar_data == "cifar10" else " (ci: stand-in)"
     both = lambda lab, e1, e2: lambda i, t: f"{at_epoch(lab, e1)(i, t)} / {at_epoch(lab, e2)(i, t)}"  # noqa: E731
-    spec = [
+    items = [
         ("Boston: best test MSE, SGN / SGD", "0.0101 SGN(20) / 0.0267 SGD(0.01)", "boston", best_pair,
          "boston_sgn_wins"),
         ("Boston: SGD(1) diverges", "yes", "boston", lambda i, t: str("SGD(1)" in i["diverged"]),
@@ -248,7 +248,7 @@ def reference_comparison(summary: dict, verdicts: list[Verdict], scale: str,
     ]
     rows = [{"item": item, "reference": ref, "ours, paper scale": cell(summary, bench, "paper", fn),
              "ours, ci scale": cell(summary, bench, "ci", fn) if scale == "ci" else "—",
-             "verdict": verdict_of(key, verdicts)} for item, ref, bench, fn, key in spec]
+             "verdict": verdict_of(key, verdicts)} for item, ref, bench, fn, key in items]
     rows.append({"item": "ρ → ρ_min, α ≈ 1 on classification, line search active on regression",
                  "reference": "floor 1e-6; mean α 0.99–1.0; Boston SGN(10) backtracked 43 %",
                  "ours, paper scale": rep.trace_text(summary, "paper"),
@@ -271,11 +271,13 @@ def num(v: float) -> str:
 
 
 def factor(x: float) -> str:
-    """A ratio for prose: two significant digits (``"2.7"``, ``"4400"``).
+    """A ratio for prose: three significant digits below 10 (``"1.03"``, ``"2.71"``), else two (``"4400"``).
 
-    >>> factor(2.712), factor(4414.0)
-    ('2.7', '4400')
+    >>> factor(1.027), factor(2.712), factor(38.2), factor(4414.0)
+    ('1.03', '2.71', '38', '4400')
     """
+    if abs(x) < 10:
+        return f"{x:.3g}"
     return f"{x:.2g}" if abs(x) < 100 else f"{plotting.round_sig(x, 2):.0f}"
 
 
