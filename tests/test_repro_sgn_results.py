@@ -212,8 +212,8 @@ def test_regression_findings_say_within_the_spread():
 
 def test_classification_findings(summary, verdicts):
     ci, paper = R.classification_findings("mnist", summary["mnist"], verdicts)
-    assert ci == ("MNIST (ci scale, seeds 1–2): after epoch 1, SGN(3) 82.5 % [80.0 %–85.0 %, n=2] vs "
-                  "SGD(1) 45.0 % [40.0 %–50.0 %, n=2] (reproduced); after epoch 2, the end of the SGN "
+    assert ci == ("MNIST (ci scale, seeds 1–2): after epoch 1, SGN(3) 82.5 % [80.0 %–85.0 %] (2 seeds) vs "
+                  "SGD(1) 45.0 % [40.0 %–50.0 %] (2 seeds) (reproduced); after epoch 2, the end of the SGN "
                   "budget: SGN(3) 89.0 % against the best SGD at the same epoch, SGD(1) 55.0 %; "
                   "SGN(3) 82.5 % after epoch 1.")
     assert "At 25 s on our clock: SGN(3) 89.0 % against SGD(1) 75.0 % (reproduced)." in paper
@@ -230,10 +230,10 @@ def test_findings_are_ordered_and_skip_missing(summary, verdicts):
 
 def test_timed_findings_read_the_verdicts(summary, verdicts):
     (text,) = R.timed_findings(summary, verdicts)
-    assert text == ("MNIST (ci scale, measured clock): at 2 s, SGN(3) 82.5 % [80.0 %–85.0 %, n=2] vs "
-                    "SGD(1) 55.0 % [50.0 %–60.0 %, n=2] (reproduced); at 4 s, SGN(3) 89.0 % [88.0 %–90.0 %, "
-                    "n=2] vs SGD(1) 75.0 % [70.0 %–80.0 %, n=2] (reproduced). The first SGN(3) epoch cost 2 "
-                    "SGD epochs.")
+    assert text == ("MNIST (ci scale, measured clock): at 2 s, SGN(3) 82.5 % [80.0 %–85.0 %] (2 seeds) vs "
+                    "SGD(1) 55.0 % [50.0 %–60.0 %] (2 seeds) (reproduced); at 4 s, SGN(3) 89.0 % "
+                    "[88.0 %–90.0 %] (2 seeds) vs SGD(1) 75.0 % [70.0 %–80.0 %] (2 seeds) (reproduced). "
+                    "The first SGN(3) epoch cost 2 SGD epochs.")
 
 
 def test_sgn_iterations_of_a_stand_in():

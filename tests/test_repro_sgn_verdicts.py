@@ -24,7 +24,7 @@ def test_sgn_wins_clearly():
     out = V.sgn_vs_sgd(v, "test_loss", "Boston: SGN beats SGD", higher=False, sgd_grid=GRID)
     assert out.status == "reproduced"
     assert out.numbers["best_sgn"] == "SGN(3)" and out.numbers["best_sgd"] == "SGD(0.01)"
-    assert "n=3" in out.evidence and out.numbers["sgd_lr_at_edge"] is False
+    assert "(3 seeds)" in out.evidence and out.numbers["sgd_lr_at_edge"] is False
 
 
 def test_gap_within_spread_is_inconclusive():

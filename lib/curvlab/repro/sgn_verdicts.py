@@ -40,9 +40,9 @@ def _best(per_seed: dict, method: str, higher: bool) -> tuple[str | None, dict]:
 
 
 def _text(lab: str, vals: dict, pct: bool) -> str:
-    s = spread(list(vals.values()))
-    f = (lambda v: f"{100 * v:.1f} %") if pct else (lambda v: f"{v:.3g}")
-    return f"{lab} {f(s.mean)} [{f(s.lo)}–{f(s.hi)}, n={s.n}]"
+    """``label mean [lo–hi] (n seeds)`` in the one verdict format (``Spread.text``)."""
+    fmt = (lambda v: f"{100 * v:.1f} %") if pct else "{:.3g}".format
+    return f"{lab} {spread(list(vals.values())).text(fmt)}"
 
 
 def sgn_vs_sgd(values: pd.DataFrame, metric: str, claim: str, *, higher: bool, sgd_grid=None,
