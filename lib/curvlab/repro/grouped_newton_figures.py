@@ -87,6 +87,7 @@ def heatmaps(history: list[dict], labels: list[str], title: str, points: int = 3
     for ax, i in zip(axes[0], pick):
         n = normalised(usable[i]["H"])
         im = ax.imshow(n, cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.grid(False)
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_title(f"step {usable[i]['step']}", fontsize=10)

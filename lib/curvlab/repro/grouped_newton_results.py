@@ -43,9 +43,9 @@ def gpu_verdicts(scale: str) -> list:
         if scale == "paper" and model in ("mlp", "lenet"):
             continue                                         # run by everything() itself
         s = R.settings("paper", model)
-        out.append(V.needs_gpu(f"{TITLES[model]} on CIFAR-10/MNIST at paper scale: {s['epochs']} epochs, "
-                               f"{len(R.SETTINGS['paper']['seeds'])} seeds" if model in ("mlp", "lenet")
-                               else f"{TITLES[model]} on CIFAR-10, {s['epochs']} epochs",
+        data = "MNIST" if s["dataset"] == "mnist" else "CIFAR-10"
+        out.append(V.needs_gpu(f"{TITLES[model]} on {data} at paper scale: {s['epochs']} epochs, "
+                               f"{len(R.SETTINGS['paper']['seeds'])} seeds",
                                f"runnable: curvlab.repro.grouped_newton.sweep({model!r}, 'paper') "
                                f"({s['dataset']}, Adam grid {s['adam']}); not run on this 2-core CPU"))
     return out

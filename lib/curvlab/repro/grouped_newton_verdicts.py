@@ -82,9 +82,9 @@ def vs_adam(frame: pd.DataFrame, model: str, scale: str, data_label: str, stand_
     else:
         status = {"a": "reproduced", "b": "differs", "inconclusive": "inconclusive"}[order]
     words = {"a": "lower than", "b": "higher than", "inconclusive": "within the spread of"}[order]
-    grid = sorted(frame.loc[frame["method"] == "Adam", "lr"].unique())
+    grid = ", ".join(f"{v:g}" for v in sorted(frame.loc[frame["method"] == "Adam", "lr"].unique()))
     evidence = (f"final training NLL GroupedNewton {_nll(gn)}, {words} Adam at its best rate "
-                f"{lr:g} {_nll(adam)}; Adam grid {grid}"
+                f"{lr:g} {_nll(adam)}; Adam grid {{{grid}}}"
                 f"{' (best at its edge)' if edge else ''}; {_n_seeds(gn)}; data: {data_label}")
     if stand_in:
         evidence = f"{status}: {evidence}"
