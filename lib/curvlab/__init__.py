@@ -26,7 +26,8 @@ __version__ = "0.1.0"
 # Sub-modules are imported lazily so that ``import curvlab`` stays cheap and a notebook pays only
 # for what it uses.
 _SUBMODULES = {"data", "models", "experiment", "training", "plotting", "losses", "curvature", "hessian",
-               "krylov", "isaac", "isaac_kfac", "sgn", "grouped_newton"}
+               "krylov", "isaac", "isaac_kfac", "sgn", "grouped_newton", "grouped_newton_partition",
+               "grouped_newton_summaries", "grouped_newton_solver"}
 _ATTRIBUTES = {"SGN": "sgn", "SGNConfig": "sgn", "GroupedNewton": "grouped_newton",
                "GroupedNewtonConfig": "grouped_newton"}
 
