@@ -50,6 +50,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from curvlab._config import resolve
 from curvlab.grouped_newton_config import (
     AVERAGINGS,
     PARTITION_KINDS,
@@ -283,14 +284,7 @@ class GroupedNewton:
                  summary_data: Optional[tuple[InputsLike, Tensor]] = None, **overrides: Any):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if config is None:
-            config = GroupedNewtonConfig().replace(**overrides)
-        elif isinstance(config, GroupedNewtonConfig):
-            config = config.replace(**overrides) if overrides else config
-        elif isinstance(config, Mapping):
-            config = GroupedNewtonConfig.from_dict({**config, **overrides})
-        else:
-            raise ValueError(f"config must be a GroupedNewtonConfig or a dict, got {type(config).__name__}")
+        config = resolve(GroupedNewtonConfig, config, overrides)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.model, self.loss, self.config = model, loss, config

@@ -7,12 +7,12 @@ plateau rule as a ``PlateauConfig``) so that equal settings give equal configs.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
+from curvlab._config import ConfigMixin
 from curvlab.grouped_newton_directions import DIRECTIONS
 
 __all__ = ["GroupedNewtonConfig", "PlateauConfig", "REGULARIZATIONS", "AVERAGINGS", "PARTITION_KINDS",
@@ -68,7 +68,7 @@ _BOOLS = ("nesterov", "diagonal", "remove_negative", "maintain_true_lrs", "summa
 
 
 @dataclass(frozen=True)
-class GroupedNewtonConfig:
+class GroupedNewtonConfig(ConfigMixin):
     """Hyperparameters of ``GroupedNewton``; defaults follow the reference's 2025 final runs.
 
     Attributes:
@@ -116,6 +116,8 @@ class GroupedNewtonConfig:
         ValueError: invalid GroupedNewton hyperparameters: period must be an int >= 1, got 0
     """
 
+    WHAT = "GroupedNewton"      # names the method in from_dict / replace errors (not a field)
+
     partition: Union[str, Mapping[str, Sequence[str]]] = "canonical"
     direction: str = "sgd_momentum"
     momentum: float = 0.9
@@ -156,35 +158,6 @@ class GroupedNewtonConfig:
             object.__setattr__(self, "partition", {str(k): tuple(v) for k, v in self.partition.items()})
         if self.summary_batch_size is not None:
             object.__setattr__(self, "summary_batch_size", int(self.summary_batch_size))
-
-    def as_dict(self) -> dict[str, Any]:
-        """All fields as a plain, JSON-ready dict (the inverse of ``from_dict``)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "GroupedNewtonConfig":
-        """Rebuild a config from ``as_dict()`` output (or its JSON); missing fields take their defaults.
-
-        Raises:
-            ValueError: a key that is not a field (named), or an invalid value.
-        """
-        if not isinstance(values, Mapping):
-            raise ValueError(f"GroupedNewtonConfig.from_dict needs a mapping, got {type(values).__name__}")
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown GroupedNewton hyperparameters: {unknown}")
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> "GroupedNewtonConfig":
-        """A copy with some fields changed (validated again).
-
-        Raises:
-            TypeError: a name that is not a field.
-        """
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise TypeError(f"unexpected GroupedNewton hyperparameters: {unknown}")
-        return dataclasses.replace(self, **changes)
 
 
 def _problems(c: GroupedNewtonConfig) -> list[str]:

@@ -58,6 +58,7 @@ import torch
 from torch import Tensor, nn
 
 from curvlab import sgn_rules as rules
+from curvlab._config import resolve
 from curvlab._line_search import LineShortcut
 from curvlab.curvature import LOSSES, GGNOperator, InputsLike, loss_function
 from curvlab.krylov import CGInfo, conjugate_gradient
@@ -194,14 +195,7 @@ class SGN:
                  **overrides: Any):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if config is None:
-            config = SGNConfig().replace(**overrides)
-        elif isinstance(config, SGNConfig):
-            config = config.replace(**overrides) if overrides else config
-        elif isinstance(config, Mapping):
-            config = SGNConfig.from_dict({**config, **overrides})
-        else:
-            raise ValueError(f"config must be an SGNConfig or a dict, got {type(config).__name__}")
+        config = resolve(SGNConfig, config, overrides)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.model, self.loss, self.config = model, loss, config

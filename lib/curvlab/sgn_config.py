@@ -7,12 +7,12 @@ raises ``ValueError`` naming the parameter, and integral / real values are norma
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from curvlab._config import ConfigMixin
 from curvlab.curvature import METHODS
 
 __all__ = ["SGNConfig", "RHO_SCHEDULES", "LINE_SEARCH_RULES", "PREDICTION_RULES"]
@@ -36,7 +36,7 @@ def _is_real(v: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class SGNConfig:
+class SGNConfig(ConfigMixin):
     """Hyperparameters of ``curvlab.sgn.SGN`` (defaults: the published runs of Gargiani et al. 2020).
 
     Each iteration solves (G + rho I) Delta = -m_hat by CG, tries theta + alpha Delta, adapts rho by the
@@ -108,6 +108,8 @@ class SGNConfig:
         ValueError: invalid SGN hyperparameters: cg_max_iter must be an int >= 1, got 0
     """
 
+    WHAT = "SGN"      # names the method in from_dict / replace errors (not a field)
+
     rho: float = 1e-4
     rho_min: float = 1e-6
     cg_max_iter: int = 10
@@ -142,35 +144,6 @@ class SGNConfig:
             object.__setattr__(self, name, int(getattr(self, name)))
         for name in _REALS:
             object.__setattr__(self, name, float(getattr(self, name)))
-
-    def as_dict(self) -> dict[str, Any]:
-        """All fields as a plain, JSON-ready dict (the inverse of ``from_dict``)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "SGNConfig":
-        """Rebuild a config from ``as_dict()`` output; missing fields take their defaults.
-
-        Raises:
-            ValueError: a key that is not a field (named), or an invalid value.
-        """
-        if not isinstance(values, Mapping):
-            raise ValueError(f"SGNConfig.from_dict needs a mapping, got {type(values).__name__}")
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown SGN hyperparameters: {unknown}")
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> "SGNConfig":
-        """A copy with some fields changed (validated again).
-
-        Raises:
-            TypeError: a name that is not a field, as for any keyword argument.
-        """
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise TypeError(f"unexpected SGN hyperparameters: {unknown}")
-        return dataclasses.replace(self, **changes)
 
     def cg_iterations_at(self, t: int) -> int:
         """CG iteration cap of step t (1-based).
