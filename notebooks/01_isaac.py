@@ -369,7 +369,6 @@ print("input and bias gradients equal nn.Linear's:",
       torch.allclose(x_in.grad, x_in2.grad) and torch.allclose(plain.bias.grad, swapped.bias.grad))
 print(swapped)
 
-
 # %% [markdown]
 # ## 3. Experiments: one run function, one sweep
 #
