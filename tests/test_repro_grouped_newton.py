@@ -153,3 +153,9 @@ def test_paper_cost_scales_measured_seconds():
     gn = cost[cost["method"] == "GroupedNewton"].iloc[0]
     assert gn["runs"] == 2 * 5                          # full and diagonal H̄, 5 seeds each
     assert gn["cpu_hours"] == pytest.approx(per * paper["epochs"] * paper["n_train"] * 10 / 3600)
+
+
+def test_the_notebook_seed_shifts_only_ci_seeds():
+    from curvlab.repro import grouped_newton_results as RES
+    assert RES.seeds("ci") == [1, 2, 3] and RES.seeds("ci", 10) == [11, 12, 13]
+    assert RES.seeds("paper", 10) == R.SETTINGS["paper"]["seeds"]

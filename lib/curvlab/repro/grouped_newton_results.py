@@ -24,9 +24,15 @@ def data_label(dataset: str) -> str:
     return f"{dataset} (real)"
 
 
-def model_results(model: str, scale: str) -> dict:
-    """One model's sweep at ``scale`` and its verdicts."""
-    frame = R.sweep(model, scale)
+def seeds(scale: str, seed: int = 0) -> list[int]:
+    """The seeds of a scale; at ci scale shifted by the notebook's ``SEED`` (0: seeds 1, 2, 3)."""
+    base = R.SETTINGS[scale]["seeds"]
+    return [seed + s for s in base] if scale == "ci" else list(base)
+
+
+def model_results(model: str, scale: str, seed: int = 0) -> dict:
+    """One model's sweep at ``scale`` (seeds from :func:`seeds`) and its verdicts."""
+    frame = R.sweep(model, scale, seeds(scale, seed))
     dataset = R.dataset_for(scale, model)
     stand_in = dataset in data.STAND_INS
     label = data_label(dataset)
@@ -51,10 +57,10 @@ def gpu_verdicts(scale: str) -> list:
     return out
 
 
-def everything(scale: str) -> dict:
+def everything(scale: str, seed: int = 0) -> dict:
     """Every experiment of the notebook at ``scale``: per-model results, invariance, all verdicts."""
     models = [m for m in ("mlp", "lenet") if m in R.SETTINGS[scale]]
-    per_model = {m: model_results(m, scale) for m in models}
+    per_model = {m: model_results(m, scale, seed) for m in models}
     import pandas as pd
     frames = pd.concat([r["frame"] for r in per_model.values()], ignore_index=True)
     demo = R.invariance_demo()
