@@ -9,7 +9,8 @@ from curvlab.grouped_newton_partition import make_partition
 from curvlab.grouped_newton_summaries import ROUTES, Summaries, summaries
 from curvlab.losses import loss_function
 
-torch.set_default_dtype(torch.float64)
+# every test here in float64, restored after each (a module-level switch would leak into the whole session)
+pytestmark = pytest.mark.usefixtures("float64")
 TOL = 1e-10
 
 
