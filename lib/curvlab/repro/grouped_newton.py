@@ -16,7 +16,6 @@ summaries' batches are drawn from a shuffled loader; the reference cycles an uns
 from __future__ import annotations
 
 import math
-import time
 from functools import lru_cache
 
 import numpy as np
@@ -25,6 +24,8 @@ import torch
 
 from curvlab import data, experiment, losses, models, training
 from curvlab import sweep as sweep_mod
+
+from ._clock import EvalClock
 
 NOTEBOOK = "03_grouped_newton"
 THREADS = 1                          # one intra-op thread per run (two runs share the two cores)
@@ -218,22 +219,15 @@ def train(cfg: dict, ctx) -> dict:
                                                               cfg["model"] in ("mlp", "bigmlp")))
     model = build_model(cfg["model"]).to(ctx.device)
     step, opt = _optimizer(cfg, model, xtr, ytr)
-    eval_clock = {"total": 0.0, "log": []}
-
-    def evaluate():
-        t0 = time.perf_counter()
-        res = training.evaluate_classifier(model, xte, yte)
-        eval_clock["total"] += time.perf_counter() - t0
-        eval_clock["log"].append(eval_clock["total"])
-        return res
+    evaluate = EvalClock(lambda: training.evaluate_classifier(model, xte, yte))
 
     total = (ctx.budget.epochs or 0) * math.ceil(len(xtr) / cfg["batch"]) or None
     with ctx.progress(total=total) as bar:
         out = training.fit(step, xtr, ytr, batch_size=cfg["batch"], budget=ctx.budget,
                            generator=ctx.generator, evaluate=evaluate, time_evaluation=False,
                            progress=bar, chance=0.1)
-    out["metrics"]["eval_time"] = eval_clock["log"]
-    out["summary"].update(eval_time_s=eval_clock["total"], clock="training only", cpu=experiment.cpu_name())
+    out["metrics"]["eval_time"] = evaluate.log
+    out["summary"].update(eval_time_s=evaluate.total, clock="training only", cpu=experiment.cpu_name())
     if opt is not None:
         out["summary"]["history"] = opt.history
         out["summary"]["solver_failures"] = opt.stats["failures"]

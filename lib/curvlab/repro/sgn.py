@@ -13,7 +13,6 @@ in force and marks them (``config["legacy"]``, ``summary["clock"] = "training + 
 from __future__ import annotations
 
 import math
-import time
 from functools import lru_cache
 
 import numpy as np
@@ -24,6 +23,7 @@ from curvlab import curvature, data, experiment, models, training
 from curvlab import sweep as sweep_mod
 from curvlab.sgn import SGN, SGNConfig, sgn_reference_init
 
+from ._clock import EvalClock
 from .sgn_reference import BENCHMARKS, REGRESSION, label
 
 NOTEBOOK = "02_sgn"
@@ -225,23 +225,16 @@ def train(cfg: dict, ctx) -> dict:
     model = build_model(cfg).to(ctx.device)
     trace = {"sgn_step": [], "sgn_rho": [], "sgn_alpha": [], "sgn_backtracks": []}
     step = _step_fn(cfg, model, xtr, ytr, trace)
-    eval_clock = {"total": 0.0, "log": []}
-
-    def evaluate():
-        t0 = time.perf_counter()
-        res = (training.evaluate_regression(model, xte, yte) if cfg["loss"] == "mse"
-               else training.evaluate_classifier(model, xte, yte))
-        eval_clock["total"] += time.perf_counter() - t0
-        eval_clock["log"].append(eval_clock["total"])
-        return res
+    evaluate = EvalClock(lambda: training.evaluate_regression(model, xte, yte) if cfg["loss"] == "mse"
+                         else training.evaluate_classifier(model, xte, yte))
 
     total = (ctx.budget.epochs or 0) * math.ceil(len(xtr) / cfg["batch"]) or None
     with ctx.progress(total=total) as bar:
         out = training.fit(step, xtr, ytr, batch_size=cfg["batch"], budget=ctx.budget,
                            generator=ctx.generator, evaluate=evaluate, eval_every_steps=cfg.get("eval_every"),
                            time_evaluation=False, progress=bar)
-    out["metrics"]["eval_time"] = eval_clock["log"]
-    return _finish(out, trace, eval_clock["total"])
+    out["metrics"]["eval_time"] = evaluate.log
+    return _finish(out, trace, evaluate.total)
 
 
 def _finish(out: dict, trace: dict, eval_s: float) -> dict:
