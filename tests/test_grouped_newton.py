@@ -17,6 +17,7 @@ from curvlab.grouped_newton import (
     normalised,
     uniform_average,
 )
+from curvlab.losses import loss_function
 
 # one step of the plain method: u = g, every step, no averaging, nothing clamped
 PLAIN = dict(direction="sgd_momentum", momentum=0.0, period=1, averaging=None, warmup=0,
@@ -102,7 +103,7 @@ def flat_loss(model, loss_name, x, y):
     params = dict(model.named_parameters())
     shapes = [params[n].shape for n in names]
     sizes = [params[n].numel() for n in names]
-    loss_fn = gn.loss_function(loss_name)
+    loss_fn = loss_function(loss_name)
 
     def L(theta):
         parts = dict(zip(names, (t.reshape(s) for t, s in zip(theta.split(sizes), shapes))))
@@ -261,7 +262,7 @@ def test_rosenbrock_converges(remove_negative):
     losses = [opt.step(inputs, targets) for _ in range(200)]
     assert losses[0] == pytest.approx(24.2)
     with torch.no_grad():
-        final = float(gn.loss_function("sum_squared")(model(inputs), targets))
+        final = float(loss_function("sum_squared")(model(inputs), targets))
     assert final < 1e-12
     assert abs(model.x.item() - 1) < 1e-5 and abs(model.y.item() - 1) < 1e-5
     # the solver may fail only once converged (g = 0 makes H_bar = 0), never on the way

@@ -65,3 +65,28 @@ def resolve(cls: type[C], config: C | Mapping[str, Any] | None, overrides: Mappi
         return cls.from_dict({**config, **overrides})
     article = "an" if cls.__name__[0] in "AEIOUS" else "a"
     raise ValueError(f"config must be {article} {cls.__name__} or a dict, got {type(config).__name__}")
+
+
+def setup(cls: type[C], model, loss: str, config: C | Mapping[str, Any] | None, overrides: Mapping[str, Any]):
+    """What every optimizer's constructor checks and derives first.
+
+    Returns:
+        ``(config, names, loss_fn)``: the resolved config (:func:`resolve`), the names of the model's
+        trainable parameters, and the loss function from the one registry.
+
+    Raises:
+        ValueError: a model that is not an ``nn.Module`` or has no trainable parameters, an unknown
+            loss, or an invalid config.
+    """
+    from torch import nn
+
+    from curvlab.losses import LOSSES, loss_function
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    config = resolve(cls, config, overrides)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if not names:
+        raise ValueError("model has no trainable parameters")
+    return config, names, loss_function(loss)

@@ -50,7 +50,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from curvlab._config import resolve
+from curvlab._config import setup
 from curvlab.grouped_newton_config import (
     AVERAGINGS,
     PARTITION_KINDS,
@@ -63,7 +63,6 @@ from curvlab.grouped_newton_directions import make_direction
 from curvlab.grouped_newton_partition import make_partition
 from curvlab.grouped_newton_solver import solve_learning_rates
 from curvlab.grouped_newton_summaries import summaries
-from curvlab.losses import LOSSES, loss_function
 
 __all__ = ["GroupedNewton", "GroupedNewtonConfig", "PlateauConfig", "uniform_average", "ema_average",
            "next_rates", "applied_rates", "normalised", "REGULARIZATIONS", "AVERAGINGS", "PARTITION_KINDS",
@@ -282,16 +281,8 @@ class GroupedNewton:
     def __init__(self, model: nn.Module, loss: str,
                  config: Union[GroupedNewtonConfig, Mapping[str, Any], None] = None, *,
                  summary_data: Optional[tuple[InputsLike, Tensor]] = None, **overrides: Any):
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        config = resolve(GroupedNewtonConfig, config, overrides)
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        config, self._names, self._loss_fn = setup(GroupedNewtonConfig, model, loss, config, overrides)
         self.model, self.loss, self.config = model, loss, config
-        self._names = [n for n, p in model.named_parameters() if p.requires_grad]
-        if not self._names:
-            raise ValueError("model has no trainable parameters")
-        self._loss_fn = loss_function(loss)
         self.partition = make_partition(model, config.partition)
         self._groups = [tuple(group) for group in self.partition.names]
         self.direction = self._new_direction()

@@ -58,9 +58,9 @@ import torch
 from torch import Tensor, nn
 
 from curvlab import sgn_rules as rules
-from curvlab._config import resolve
+from curvlab._config import setup
 from curvlab._line_search import LineShortcut
-from curvlab.curvature import LOSSES, GGNOperator, InputsLike, loss_function
+from curvlab.curvature import GGNOperator, InputsLike
 from curvlab.krylov import CGInfo, conjugate_gradient
 from curvlab.linalg import flatten, unflatten_like
 from curvlab.sgn_checks import check_batch, check_deterministic, check_state, nondeterministic_modules
@@ -193,16 +193,8 @@ class SGN:
 
     def __init__(self, model: nn.Module, loss: str, config: Union[SGNConfig, Mapping[str, Any], None] = None,
                  **overrides: Any):
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        config = resolve(SGNConfig, config, overrides)
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        config, self._names, self._loss_fn = setup(SGNConfig, model, loss, config, overrides)
         self.model, self.loss, self.config = model, loss, config
-        self._names = [n for n, p in model.named_parameters() if p.requires_grad]
-        if not self._names:
-            raise ValueError("model has no trainable parameters")
-        self._loss_fn = loss_function(loss)
         self._step = 0
         self._rho = config.rho
         self._momentum: Optional[Tensor] = None          # flat (P,)
