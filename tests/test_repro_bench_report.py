@@ -52,3 +52,33 @@ def test_papers_renders_and_checks_bench_blocks(tmp_path):
     text = md.read_text()
     assert "old numbers" not in text and "2.60×" in text and "kept" in text
     assert P.check(md, {}, B.load_bench(bench)) == []
+
+
+LCNN = {"benchmark": "lcnn", "torch": "2.13.0+cpu", "cpu": "Test CPU", "threads": 2, "quick": True,
+        "results": {
+    "model": "resnet18 width 0.25 (ci)", "rows": {
+        "standard": {"ratio_to_standard": 1.0, "memory_ratio": 1.0},
+        "lcnn": {"ratio_to_standard": 1.42, "memory_ratio": 1.1},
+        "gradient-norm": {"ratio_to_standard": 2.5, "memory_ratio": 2.2},
+        "input hvp": {"ratio_to_standard": 0.8, "memory_ratio": 1.5, "hvp_equivalents": 1.0},
+        "measure_curvature": {"ratio_to_standard": 9.0, "memory_ratio": 1.6, "hvp_equivalents": 11.25}},
+    "measurement": {"power_iterations": 10, "batch": 128, "hvp_equivalents": 11.25},
+    "targets": {"lcnn step <= 1.3x standard step": False},
+    "expected": {"gradient-norm step 2-3x standard step": True}}}
+
+
+def test_lcnn_block_lists_rows_measurement_and_unmet_target():
+    text = B.render_bench("lcnn", LCNN)
+    assert "Test CPU" in text and ", quick run" in text and "resnet18 width 0.25 (ci)" in text
+    assert "| lcnn | 1.42× | — | 1.10× |" in text
+    assert "| measure_curvature | 9.00× | 11.25 | 1.60× |" in text
+    assert text.index("| standard |") < text.index("| lcnn |") < text.index("| gradient-norm |")
+    assert "11.25 input-HVP equivalents per batch" in text and "K = 10, batch 128" in text
+    assert "lcnn step <= 1.3x standard step **not met**" in text
+    assert "gradient-norm step 2-3x standard step yes" in text
+
+
+def test_lcnn_block_without_measurement_says_the_layout_is_old():
+    rec = {**LCNN, "results": {k: v for k, v in LCNN["results"].items() if k != "measurement"}}
+    text = B.render_bench("lcnn", rec)
+    assert "re-run `make bench`" in text and "×" not in text

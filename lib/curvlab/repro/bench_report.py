@@ -108,8 +108,28 @@ def _grouped_newton(rec: dict) -> list[str]:
     return lines
 
 
+def _lcnn(rec: dict) -> list[str]:
+    """Each training variant's step and the curvature measurement, as ratios to a standard step."""
+    res = rec["results"]
+    rows = []
+    for row, e in res["rows"].items():
+        hvps = e.get("hvp_equivalents")
+        rows.append([row, _x(e["ratio_to_standard"]), "—" if hvps is None else f"{hvps:.2f}",
+                     _x(e.get("memory_ratio"))])
+    lines = [f"Model: {res['model']}.", ""]
+    lines += _table(["row", "time (standard steps)", "time (input HVPs)", "peak memory (standard step's)"],
+                    rows)
+    m = res["measurement"]
+    lines += ["", f"- measure_curvature (K = {m['power_iterations']}, batch {m['batch']}): "
+              f"{m['hvp_equivalents']:.2f} input-HVP equivalents per batch"]
+    lines += [f"- target: {t} {_met(met)}" for t, met in res["targets"].items()]
+    lines += [f"- expected: {t} {'yes' if inside else '**no**'}"
+              for t, inside in res.get("expected", {}).items()]
+    return lines
+
+
 RENDERERS: dict[str, Callable[[dict], list[str]]] = {"isaac": _isaac, "sgn": _sgn,
-                                                     "grouped_newton": _grouped_newton}
+                                                     "grouped_newton": _grouped_newton, "lcnn": _lcnn}
 
 
 def render_bench(name: str, rec: dict) -> str:
