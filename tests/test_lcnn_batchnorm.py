@@ -96,7 +96,7 @@ def test_gamma_gradient_only_while_the_cap_binds():
         bn.zero_grad()
         (bn(x) * weights).sum().backward()
     # Binding: y = BN(x) γ σ_min, so d/d log γ of ⟨y, w⟩ is ⟨y, w⟩ itself.
-    expected = float((binding(x) * weights).sum())
+    expected = float((binding(x) * weights).sum().detach())
     assert float(binding.log_gamma.grad) == pytest.approx(expected, rel=1e-12)
     assert float(free.log_gamma.grad) == 0.0
 

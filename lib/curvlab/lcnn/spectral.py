@@ -101,13 +101,17 @@ class _PowerIterationNorm(nn.Module):
         u, v = self._u.clone(), self._v.clone()
         return (u * self._apply_op(v, weight)).sum()
 
+    def normalised(self, weight: Tensor) -> Tensor:
+        """Return W / σ̂ with the stored u, v (W itself if σ̂ < 1e-12); never iterates."""
+        sigma = self.sigma(weight)
+        safe = torch.where(sigma > _TINY, sigma, torch.ones_like(sigma))
+        return weight / safe
+
     def forward(self, weight: Tensor) -> Tensor:
         """Return W / σ̂; in training mode the power iteration advances first."""
         if self.training and self.n_power_iterations > 0:
             self._iterate(weight.detach(), self.n_power_iterations)
-        sigma = self.sigma(weight)
-        safe = torch.where(sigma > _TINY, sigma, torch.ones_like(sigma))
-        return weight / safe
+        return self.normalised(weight)
 
     def right_inverse(self, value: Tensor) -> Tensor:
         """Assigning ``module.weight = W`` stores W itself as the unnormalised weight."""
@@ -183,6 +187,15 @@ def _find(module: nn.Module) -> Optional[_PowerIterationNorm]:
     return found[0] if found else None
 
 
+def _current_weight(module: nn.Module) -> Tensor:
+    """The weight the module computes with now, read without advancing a power iteration."""
+    norm = _find(module)
+    if norm is None:
+        return module.weight.detach()
+    with torch.no_grad():
+        return norm.normalised(module.parametrizations.weight.original)
+
+
 def _register(module: nn.Module, norm: _PowerIterationNorm) -> None:
     if _find(module) is not None:
         raise ValueError("the module's weight is already spectrally normalised")
@@ -252,13 +265,14 @@ def conv_operator_matrix(conv: nn.Conv2d, input_size: SizeLike, weight: Optional
     """Dense matrix M (C_out H' W', C_in H W) of x ↦ conv2d(x, W) without bias, at ``input_size``.
 
     Rows and columns follow the C-order flattening of (C, H, W). ``weight`` defaults to the layer's
-    current (normalised, if registered) weight; pass the original to see the unnormalised operator.
+    current (normalised, if registered) weight, read without advancing the power iteration even in
+    training mode; pass ``conv.parametrizations.weight.original`` to see the unnormalised operator.
     Costs one convolution of a batch of C_in H W basis images: meant for small inputs.
     """
     if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
         raise ValueError("conv_operator_matrix needs zero padding given as numbers")
     h, w = _input_size(input_size)
-    weight = conv.weight if weight is None else weight
+    weight = _current_weight(conv) if weight is None else weight.detach()
     n = conv.in_channels * h * w
     with torch.no_grad():
         basis = torch.eye(n, dtype=weight.dtype, device=weight.device).reshape(n, conv.in_channels, h, w)
@@ -270,13 +284,14 @@ def operator_norm(module: nn.Module, input_size: Optional[SizeLike] = None) -> f
     """Exact largest singular value of the module's current weight operator (dense SVD).
 
     For a ``Conv2d`` the operator at ``input_size`` (required); for a ``Linear`` the weight matrix.
+    A normalised weight is read as W / σ̂ without advancing its power iteration.
     """
     if isinstance(module, nn.Conv2d):
         if input_size is None:
             raise ValueError("input_size is required for a Conv2d")
         matrix = conv_operator_matrix(module, input_size)
     elif isinstance(module, nn.Linear):
-        matrix = module.weight.detach()
+        matrix = _current_weight(module)
     else:
         raise TypeError(f"module must be an nn.Conv2d or nn.Linear, got {type(module).__name__}")
     return float(torch.linalg.matrix_norm(matrix, ord=2))
