@@ -38,6 +38,15 @@ def test_existing_records_are_skipped(results):
     assert path.stat().st_mtime_ns == mtime and len(frame) == 2
 
 
+def test_missing_skip_reads_existing_records_and_runs_nothing(results):
+    S.sweep(toy_run, GRID[:1], [1], notebook="nb", scale="ci", progress=False)
+    frame = S.sweep(toy_run, GRID, [1, 2], notebook="nb", scale="ci", progress=False, missing="skip")
+    assert list(zip(frame["lr"], frame["seed"])) == [(0.01, 1)]                 # only the one on disk
+    assert len(list((results / "ci" / "nb").glob("*.json"))) == 1               # nothing else ran
+    with pytest.raises(ValueError, match="missing"):
+        S.sweep(toy_run, GRID, [1], notebook="nb", scale="ci", missing="never")
+
+
 def test_failures_are_collected_after_the_other_runs(results):
     grid = [{"lr": lr, "steps": 5} for lr in (0.01, 0.5, 0.1)]
     with pytest.raises(S.SweepError, match="1 run") as info:

@@ -31,6 +31,21 @@ def test_compare(a, b, higher, expected):
     assert V.compare(a, b, higher_is_better=higher) == expected
 
 
+@pytest.mark.parametrize("a, b, higher, expected", [
+    ([0.10], [0.20], False, "a"),                  # one seed: a loss 2x lower wins
+    ([0.15], [0.20], False, "inconclusive"),       # 1.33x is within the 1.5x margin
+    ([0.40], [0.20], False, "b"),
+    ([0.90], [0.50], True, "a"),                   # accuracies: 1.8x higher wins
+    ([0.60], [0.50], True, "inconclusive"),
+    ([0.10], [0.20, 0.30], False, "a"),            # one seed on one side is enough for the margin
+    ([0.10, 0.12], [0.30, 0.40], False, "a"),      # two seeds each: the spread rule of compare
+    ([0.10, 0.35], [0.30, 0.40], False, "inconclusive"),
+    ([NAN], [0.2], False, "b"),
+])
+def test_compare_or_margin(a, b, higher, expected):
+    assert V.compare_or_margin(a, b, higher_is_better=higher) == expected
+
+
 def test_best_on_grid_flags_the_edges():
     lrs = [0.001, 0.01, 0.1, 1.0]
     assert V.best_on_grid(lrs, [0.1, 0.5, 0.9, 0.2]) == (0.1, False)

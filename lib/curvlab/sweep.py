@@ -103,7 +103,7 @@ def _name(name: str | Callable[[dict], str] | None, cfg: dict) -> str | None:
 def sweep(run_fn: Callable[[dict, Any], dict], grid: Iterable[dict], seeds: Sequence[int], *,
           notebook: str, scale: str, name: str | Callable[[dict], str] | None = None,
           executor: cf.Executor | None = None, progress: bool | None = None,
-          force: bool = False) -> pd.DataFrame:
+          force: bool = False, missing: str = "run") -> pd.DataFrame:
     """Run every config of ``grid`` with every seed; return one row per run.
 
     Args:
@@ -116,17 +116,22 @@ def sweep(run_fn: Callable[[dict, Any], dict], grid: Iterable[dict], seeds: Sequ
         executor: where to run; default from the environment (:func:`default_executor`).
         progress: one progress bar over the runs (default: unless ``CURVLAB_PROGRESS=0``).
         force: re-run even where a valid record exists.
+        missing: ``"run"`` (default) runs the configs without a valid record; ``"skip"`` only reads:
+            they are left out of the frame (how a notebook shows committed paper-scale records
+            without ever starting an hour-long run).
 
     Returns:
         A DataFrame with the config keys, ``seed``, ``status``, the scalar summary entries,
         ``wall_clock_s`` and ``record`` (the whole record, for curves), in grid × seed order.
 
     Raises:
-        ValueError: for a seed that is not an int or an unknown scale.
+        ValueError: for a seed that is not an int, an unknown scale or ``missing``.
         SweepError: after all other runs finished, if some runs raised.
     """
     if scale not in experiment.SCALES:
         raise ValueError(f"scale must be one of {experiment.SCALES}, got {scale!r}")
+    if missing not in ("run", "skip"):
+        raise ValueError(f"missing must be 'run' or 'skip', got {missing!r}")
     seeds = [experiment.check_seed(s) for s in seeds]
     configs = [experiment._plain({**dict(cfg), "seed": s}) for cfg in grid for s in seeds]
     paths = [experiment.record_path(c, notebook, scale, _name(name, c)) for c in configs]
@@ -139,6 +144,8 @@ def sweep(run_fn: Callable[[dict, Any], dict], grid: Iterable[dict], seeds: Sequ
         else:
             todo.append(i)
     failures = []
+    if missing == "skip":
+        return pd.DataFrame([_row(configs[i], records[i]) for i in sorted(records)])
     if todo:
         import torch
         from tqdm.auto import tqdm

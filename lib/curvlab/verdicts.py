@@ -110,6 +110,34 @@ def compare(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool = 
     return "inconclusive"
 
 
+MARGIN = 1.5      # one seed on a side: "better" needs a ratio beyond this (no spread was measured)
+
+
+def compare_or_margin(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool = True,
+                      margin: float = MARGIN) -> str:
+    """:func:`compare` when both sides have two or more seeds; a ratio margin when one has a single seed.
+
+    With one seed there is no seed-to-seed spread to compare against, so ``a`` wins only when its
+    value beats ``b``'s by more than the factor ``margin`` (for positive quantities such as losses),
+    e.g. ``1.5``: a loss 1.4× lower is "inconclusive". Non-finite sides follow :func:`compare`.
+
+    >>> compare_or_margin([0.1], [0.2], higher_is_better=False)
+    'a'
+    >>> compare_or_margin([0.15], [0.2], higher_is_better=False)
+    'inconclusive'
+    """
+    sa, sb = spread(a), spread(b)
+    if (len(a) > 1 and len(b) > 1) or not sa.n or not sb.n:
+        return compare(a, b, higher_is_better=higher_is_better)
+    def beats(x: float, y: float) -> bool:
+        return y * margin < x if higher_is_better else x * margin < y
+    if beats(sa.mean, sb.mean):
+        return "a"
+    if beats(sb.mean, sa.mean):
+        return "b"
+    return "inconclusive"
+
+
 def best_on_grid(grid_values: Sequence[float], scores: Sequence[float], *, higher_is_better: bool = True
                  ) -> tuple[float, bool]:
     """The grid value with the best score, and whether it lies on the grid's edge.

@@ -14,7 +14,7 @@ import math
 
 import pandas as pd
 
-from ..verdicts import Verdict, compare, spread
+from ..verdicts import Verdict, compare, compare_or_margin, spread
 
 MARGIN = 1.5          # single-seed "about equal": within 1.5× (loss ratio) of each other
 
@@ -60,14 +60,7 @@ def _mean(scores) -> float:
 
 def _lower(a, b) -> str:
     """"a" / "b" (which has the lower loss) or "inconclusive"; single seeds: by ``MARGIN``."""
-    if (len(a) > 1 and len(b) > 1) or not spread(a).n or not spread(b).n:
-        return compare(a, b, higher_is_better=False)
-    ma, mb = spread(a).mean, spread(b).mean
-    if ma * MARGIN < mb:
-        return "a"
-    if mb * MARGIN < ma:
-        return "b"
-    return "inconclusive"
+    return compare_or_margin(a, b, higher_is_better=False, margin=MARGIN)
 
 
 def fig5(table: pd.DataFrame, scale: str = "ci") -> Verdict:
