@@ -159,3 +159,24 @@ def test_the_notebook_seed_shifts_only_ci_seeds():
     from curvlab.repro import grouped_newton_results as RES
     assert RES.seeds("ci") == [1, 2, 3] and RES.seeds("ci", 10) == [11, 12, 13]
     assert RES.seeds("paper", 10) == R.SETTINGS["paper"]["seeds"]
+
+
+def test_single_seed_orderings_need_the_margin():
+    one = {1e-3: [0.5], 3e-4: [0.3], 1e-4: [0.8]}
+    assert V.vs_adam(_frame([0.1], one), "mlp", "paper", "MNIST (real)").status == "reproduced"   # 3x lower
+    tie = V.vs_adam(_frame([0.25], one), "mlp", "paper", "MNIST (real)")
+    assert tie.status == "inconclusive" and "within 1.5× of" in tie.evidence and "1 seed" in tie.evidence
+    assert V.diagonal_ablation(_frame([0.25], one, diag=[0.3]), "mlp", "paper").status == "inconclusive"
+
+
+def test_cpu_hour_records_are_the_paper_grid_cut_to_twenty_epochs_and_only_read(tmp_path, monkeypatch):
+    from curvlab.repro import grouped_newton_results as RES
+    monkeypatch.setenv("CURVLAB_RESULTS", str(tmp_path))
+    paper = R.configs("mlp", "paper")
+    cut = R.cpu_hour_configs("mlp")
+    assert [c["budget"] for c in cut] == [{"epochs": R.CPU_HOUR["epochs"]}] * len(paper)
+    assert [{**c, "budget": None} for c in cut] == [{**c, "budget": None} for c in paper]
+    assert set(R.CPU_HOUR["seeds"]["mlp"]) <= set(R.SETTINGS["paper"]["seeds"])
+    assert RES.cpu_hour("mlp") is None and not list(tmp_path.rglob("*.json"))     # nothing ran
+    with pytest.raises(ValueError, match="model"):
+        R.cpu_hour_configs("vgg11")

@@ -240,6 +240,28 @@ def sweep(model: str, scale: str, seeds=None, **kw) -> pd.DataFrame:
                            notebook=NOTEBOOK, scale=scale, name=record_name, **kw)
 
 
+# What of the paper-scale MLP and LeNet runs fits in about an hour of a 2-core CPU (two runs at once,
+# one thread each): the paper's data, batch, Adam grid and GroupedNewton settings, but the first 20 of
+# its 200 epochs and the reference's first seeds. Committed under results/paper/; read, never run, by
+# the notebook (``cpu_hour_sweep(model)``).
+CPU_HOUR = {"epochs": 20,
+            "seeds": {"mlp": SETTINGS["paper"]["seeds"][:2], "lenet": SETTINGS["paper"]["seeds"][:1]}}
+
+
+def cpu_hour_configs(model: str) -> list[dict]:
+    """:func:`configs` at paper scale with the budget cut to ``CPU_HOUR["epochs"]`` epochs."""
+    if model not in CPU_HOUR["seeds"]:
+        raise ValueError(f"model must be one of {sorted(CPU_HOUR['seeds'])}, got {model!r}")
+    return [{**c, "budget": {"epochs": CPU_HOUR["epochs"]}} for c in configs(model, "paper")]
+
+
+def cpu_hour_sweep(model: str, missing: str = "skip", **kw) -> pd.DataFrame:
+    """The CPU-hour paper-scale records of ``model``: read only by default (``missing="run"`` runs them)."""
+    return sweep_mod.sweep(train, cpu_hour_configs(model), CPU_HOUR["seeds"][model], notebook=NOTEBOOK,
+                           scale="paper", name=lambda c: f"{record_name(c)}-e{c['budget']['epochs']}",
+                           missing=missing, **kw)
+
+
 class ScaledLinear(torch.nn.Module):
     """A linear layer whose weight is stored divided by ``scale``: W = scale · W̃, the same function.
 
@@ -332,3 +354,28 @@ def paper_cost(ci_frames: dict[str, pd.DataFrame], workers: int = 1) -> pd.DataF
             rows.append({"model": model, "method": method, "runs": runs,
                          "cpu_hours": seconds / 3600, "hours_with_workers": seconds / 3600 / workers})
     return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    """``python -m curvlab.repro.grouped_newton cpu-hour [--models mlp lenet]``: run the CPU-hour records.
+
+    Resumable (existing records are kept); ``CURVLAB_WORKERS=2`` runs two at once. Prints each run's
+    final training NLL.
+    """
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m curvlab.repro.grouped_newton",
+                                     description="run the CPU-hour paper-scale records (results/paper/)")
+    parser.add_argument("what", choices=["cpu-hour"])
+    parser.add_argument("--models", nargs="+", default=list(CPU_HOUR["seeds"]),
+                        choices=list(CPU_HOUR["seeds"]))
+    args = parser.parse_args(argv)
+    for model in args.models:
+        frame = cpu_hour_sweep(model, missing="run")
+        for _, row in frame.iterrows():
+            print(model, label(row), row["seed"], row["status"],
+                  f"{row['record']['metrics']['train_loss'][-1]:.4g}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

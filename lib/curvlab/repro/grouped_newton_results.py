@@ -42,6 +42,30 @@ def model_results(model: str, scale: str, seed: int = 0) -> dict:
     return {"frame": frame, "dataset": dataset, "label": label, "title": title, "verdicts": verdicts}
 
 
+def cpu_hour(model: str) -> dict | None:
+    """The committed CPU-hour paper-scale records of ``model`` and their verdicts (read, never run).
+
+    ``R.CPU_HOUR``: the paper's data, batch, grid and settings, the first 20 of the 200 epochs, the
+    reference's first seeds. None until every run of the grid has a record on disk.
+    """
+    frame = R.cpu_hour_sweep(model)
+    expected = len(R.cpu_hour_configs(model)) * len(R.CPU_HOUR["seeds"][model])
+    if len(frame) < expected:
+        return None
+    dataset = R.dataset_for("paper", model)
+    label = data_label(dataset)
+    epochs = (R.CPU_HOUR["epochs"], R.settings("paper", model)["epochs"])
+    tag = f"{model} (paper data, {epochs[0]} of {epochs[1]} epochs)"
+    verdicts = [V.vs_adam(frame, tag, "paper", label, dataset in data.STAND_INS),
+                V.diagonal_ablation(frame, tag, "paper"), V.interactions(frame, tag, "paper"),
+                V.lr_range(frame, tag, "paper")]
+    record = frame["record"].iloc[0]
+    return {"frame": frame, "dataset": dataset, "label": label, "verdicts": verdicts,
+            "title": f"{TITLES[model]} on {label}, paper data, first {epochs[0]} of {epochs[1]} epochs",
+            "device": f"{record['environment']['device_name']}, "
+                      f"{record['environment']['threads']} thread per run"}
+
+
 def gpu_verdicts(scale: str) -> list:
     """The paper-scale experiments not run here, each with the command that runs it."""
     out = []
@@ -66,5 +90,7 @@ def everything(scale: str, seed: int = 0) -> dict:
     demo = R.invariance_demo()
     verdicts = [v for m in models for v in per_model[m]["verdicts"]]
     verdicts += [V.stable(frames, scale), V.invariance(demo["difference"], scale)]
+    paper_cpu = {m: cpu_hour(m) for m in R.CPU_HOUR["seeds"]}
+    verdicts += [v for res in paper_cpu.values() if res for v in res["verdicts"]]
     verdicts += gpu_verdicts(scale)
-    return {"models": per_model, "invariance": demo, "verdicts": verdicts}
+    return {"models": per_model, "invariance": demo, "paper_cpu": paper_cpu, "verdicts": verdicts}

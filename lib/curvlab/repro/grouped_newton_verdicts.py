@@ -4,8 +4,9 @@ Inputs are the sweep frames of :mod:`curvlab.repro.grouped_newton` (one row per 
 ``method``, ``variant``, ``lr``, ``seed`` and the whole ``record``). Scores are the *final training
 NLL* (the mean mini-batch loss of the last epoch), the reference's model-selection criterion; a
 diverged run scores +∞. Rules shared with every notebook (:mod:`curvlab.verdicts`): two methods are
-ordered only when their min–max ranges over seeds do not overlap, and an Adam rate chosen at the edge
-of its grid makes the comparison "inconclusive (lr at grid edge)".
+ordered only when their min–max ranges over seeds do not overlap (with a single seed on a side, only
+when one is more than ``verdicts.MARGIN`` times the other), and an Adam rate chosen at the edge of its
+grid makes the comparison "inconclusive (lr at grid edge)".
 
 The paper's own numbers are in its PDF only (the specification gives none), so the ``paper``
 column states the claim, never a number.
@@ -22,7 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..verdicts import Verdict, best_on_grid, compare, spread
+from ..verdicts import MARGIN, Verdict, best_on_grid, compare_or_margin, spread
 
 INTERACTION = 0.3
 LR_RANGE = 100.0
@@ -67,6 +68,12 @@ def _n_seeds(values) -> str:
     return f"{n} seed{'s' if n != 1 else ''}, min–max spread" if n > 1 else "1 seed (no spread measured)"
 
 
+def _words(order: str, values) -> str:
+    """How the first side compares, in the words of the rule that decided it."""
+    tie = "within the spread of" if len(values) > 1 else f"within {MARGIN:g}× of"
+    return {"a": "lower than", "b": "higher than", "inconclusive": tie}[order]
+
+
 def _nll(values) -> str:
     return spread(values).text("{:.3g}".format, seeds=False)
 
@@ -76,12 +83,12 @@ def vs_adam(frame: pd.DataFrame, model: str, scale: str, data_label: str, stand_
     """GroupedNewton with the reference's fixed λ₁, λ_int trains at least as well as tuned Adam."""
     gn = scores(frame, method="GroupedNewton", variant="full")
     lr, edge, adam = best_adam(frame)
-    order = compare(gn, adam, higher_is_better=False)
+    order = compare_or_margin(gn, adam, higher_is_better=False)
     if edge:
         status = "inconclusive (lr at grid edge)"
     else:
         status = {"a": "reproduced", "b": "differs", "inconclusive": "inconclusive"}[order]
-    words = {"a": "lower than", "b": "higher than", "inconclusive": "within the spread of"}[order]
+    words = _words(order, gn if len(gn) < 2 else adam)
     grid = ", ".join(f"{v:g}" for v in sorted(frame.loc[frame["method"] == "Adam", "lr"].unique()))
     evidence = (f"final training NLL GroupedNewton {_nll(gn)}, {words} Adam at its best rate "
                 f"{lr:g} {_nll(adam)}; Adam grid {{{grid}}}"
@@ -174,8 +181,8 @@ def diagonal_ablation(frame: pd.DataFrame, model: str, scale: str) -> Verdict:
     """The full H̄ (inter-group terms) trains better than its diagonal alone (the reviewers' ablation)."""
     full = scores(frame, method="GroupedNewton", variant="full")
     diag = scores(frame, method="GroupedNewton", variant="diagonal")
-    order = compare(full, diag, higher_is_better=False)
-    words = {"a": "lower than", "b": "higher than", "inconclusive": "within the spread of"}[order]
+    order = compare_or_margin(full, diag, higher_is_better=False)
+    words = _words(order, full)
     return Verdict(claim=f"{model}: full H̄ beats diag(H̄) (final training NLL)",
                    status={"a": "reproduced", "b": "differs", "inconclusive": "inconclusive"}[order],
                    evidence=f"full H̄ {_nll(full)}, {words} diagonal H̄ {_nll(diag)}; {_n_seeds(full)}",
