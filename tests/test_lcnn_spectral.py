@@ -219,3 +219,18 @@ def test_bad_warmup_and_unsupported_layers_raise():
         conv_spectral_norm(nn.Linear(2, 2), SIZE)
     with pytest.raises(ValueError, match="not normalised"):
         spectral_estimate(nn.Linear(2, 2))
+
+
+def test_eval_mode_composes_with_torch_func_transforms():
+    conv = conv_spectral_norm(nn.Conv2d(2, 2, 3, padding=1), 4).eval()
+    x = torch.randn(1, 2, 4, 4)
+
+    def f(inp):
+        return torch.tanh(conv(inp)).square().sum()
+
+    v = torch.randn(1, 2, 4, 4)
+    _, hv_forward = torch.func.jvp(torch.func.grad(f), (x,), (v,))  # forward-over-reverse
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(xr), xr, create_graph=True)
+    (hv,) = torch.autograd.grad((grad * v).sum(), xr)  # double backward
+    torch.testing.assert_close(hv_forward, hv, rtol=1e-10, atol=1e-12)

@@ -25,6 +25,10 @@ The normalisation is exact, not a clip: the normalised operator has σ(A_{W/σ̂
 the iteration converges (and ⟨u, A v⟩ ≤ σ for unit u, v, so it is ≥ 1 before that). If σ̂ < 1e-12 the
 weight is returned unchanged.
 
+Like torch's batch norm, a training-mode forward updates buffers in place, so it cannot run inside a
+``torch.func`` transform (``grad``, ``jvp``, ``vmap``); in eval mode nothing is mutated and every
+transform applies (input Hessians of a normalised network are taken in eval mode).
+
 For a linear layer the same parametrisation uses A_W v = W v and A_Wᵀ u = Wᵀ u.
 :func:`conv_operator_matrix` and :func:`operator_norm` give the dense operator and its exact norm
 (SVD), for tests and small demonstrations.
@@ -70,7 +74,7 @@ def _unit(x: Tensor) -> Tensor:
 
 
 class _PowerIterationNorm(nn.Module):
-    """Parametrisation W ↦ W / ⟨u, A_W v⟩ for a linear operator A_W given by ``_apply``/``_adjoint``."""
+    """Parametrisation W ↦ W / ⟨u, A_W v⟩ for a linear operator A_W (``_apply_op``, ``_adjoint_op``)."""
 
     def __init__(self, weight: Tensor, u_shape: tuple[int, ...], v_shape: tuple[int, ...],
                  n_power_iterations: int):
