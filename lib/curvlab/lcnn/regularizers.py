@@ -34,8 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import check_loss, loss_function
-from .activations import CenteredSoftplus
-from .batchnorm import LipschitzBatchNorm1d, LipschitzBatchNorm2d
+from .models import beta_modules, lipschitz_bn_modules
 
 __all__ = ["Objective", "beta_penalty", "cure_penalty", "cure_reference_strength", "curvature_proxy",
            "gamma_penalty", "gradient_norm_penalty", "reference_strength", "regularized_loss"]
@@ -53,20 +52,15 @@ def _zero(model: nn.Module) -> Tensor:
     return torch.zeros((), dtype=p.dtype, device=p.device) if p is not None else torch.zeros(())
 
 
-def _positions(model: nn.Module, kinds) -> list[nn.Module]:
-    """Modules of the given types, once per position in the module tree (shared ones repeated)."""
-    return [m for _, m in model.named_modules(remove_duplicate=False) if isinstance(m, kinds)]
-
-
 def beta_penalty(model: nn.Module) -> Tensor:
     """Σβ over the centred-softplus positions of ``model`` (0-dim, differentiable; 0 if there are none)."""
-    betas = [m.beta for m in _positions(model, CenteredSoftplus)]
+    betas = [m.beta for m in beta_modules(model)]
     return torch.stack(betas).sum() if betas else _zero(model)
 
 
 def gamma_penalty(model: nn.Module) -> Tensor:
     """Σ|log γ| over the Lipschitz batch-norm positions of ``model`` (0 if there are none)."""
-    logs = [m.log_gamma.abs() for m in _positions(model, (LipschitzBatchNorm1d, LipschitzBatchNorm2d))]
+    logs = [m.log_gamma.abs() for m in lipschitz_bn_modules(model)]
     return torch.stack(logs).sum() if logs else _zero(model)
 
 
