@@ -221,6 +221,8 @@ def test_bad_warmup_and_unsupported_layers_raise():
         spectral_estimate(nn.Linear(2, 2))
 
 
+# torch.func's first use scripts a helper with torch.jit, which warns of its own deprecation.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_eval_mode_composes_with_torch_func_transforms():
     conv = conv_spectral_norm(nn.Conv2d(2, 2, 3, padding=1), 4).eval()
     x = torch.randn(1, 2, 4, 4)
