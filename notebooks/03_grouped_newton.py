@@ -306,6 +306,35 @@ section("lenet")
 # runs (GPU).
 
 # %% [markdown]
+# ### Paper scale on this CPU: the first 20 of the 200 epochs
+#
+# What of the paper-scale runs fits in about an hour of the 2-core CPU: the paper's data (54 000
+# MNIST images; 45 000 images of the stand-in for CIFAR-10), batch 100, its Adam grid {3e-4, 1e-4,
+# 3e-5} and the same GroupedNewton settings, but only the first 20 of the 200 epochs and the
+# reference's first seeds (two for the MLP, one for LeNet). The records are committed under
+# `results/paper/` (made by `python -m curvlab.repro.grouped_newton cpu-hour`) and only read here;
+# a model without them says so.
+# With a single seed there is no spread, so an ordering needs a factor of 1.5 (the experiments
+# layer's margin rule).
+
+# %%
+for model, res in OUT["paper_cpu"].items():
+    if res is None:
+        print(f"{model}: no CPU-hour records; `python -m curvlab.repro.grouped_newton cpu-hour` makes them")
+        continue
+    fig, data = FIG.curves(res["frame"], res["title"])
+    print(untimed(plotting.save_figure(fig, PAPER, f"{model}_curves_paper_cpu_hour", data)))
+    plt.show()
+    plt.close(fig)
+    for v in res["verdicts"][:2]:
+        print(v.sentence())
+
+# %% tags=["nbval-ignore-output"]
+for model, res in OUT["paper_cpu"].items():
+    if res is not None:
+        print(f"{model}: made on {res['device']}")
+
+# %% [markdown]
 # ## 5. Inter-layer interactions and the learned rates
 #
 # The paper's Sec. 5.1 point: H̄ of a deep network has large inter-layer entries, which block-diagonal
