@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from curvlab.lcnn.activations import BETA_FLOOR, CenteredSoftplus, centered_softplus
+from curvlab.lcnn.activations import BETA_FLOOR, CenteredSoftplus, centered_softplus, centered_softplus_fast
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -126,6 +126,25 @@ def test_module_parametrisation_and_gradient_to_log_beta():
         return centered_softplus(x, math.exp(t) + BETA_FLOOR).sum().item()
 
     assert g.item() == pytest.approx((total(theta + h) - total(theta - h)) / (2 * h), rel=1e-7)
+
+
+def test_fast_form_has_the_same_derivatives_and_a_value_error_of_rounding_over_beta():
+    x = torch.linspace(-30.0, 30.0, 601)
+    for beta in BETAS:
+        xf = x.clone().requires_grad_(True)
+        fast = centered_softplus_fast(xf, beta)
+        (d1,) = torch.autograd.grad(fast.sum(), xf, create_graph=True)
+        (d2,) = torch.autograd.grad(d1.sum(), xf)
+        s, p1, p2 = _derivatives(x, beta)
+        bound = (4 * torch.finfo(x.dtype).eps + math.exp(-20)) / beta
+        assert (fast.detach() - s).abs().max().item() <= bound
+        # beyond βx > 20 softplus is linear: s' = 1 and s'' = 0 instead of σ and βσ(1 − σ) ≈ β e^{-20}
+        linear = 2 * math.exp(-20) * max(1.0, beta)
+        torch.testing.assert_close(d1.detach(), p1, rtol=1e-12, atol=linear)
+        torch.testing.assert_close(d2, p2, rtol=1e-9, atol=linear)
+    m_fast, m_precise = CenteredSoftplus(beta_init=3.0), CenteredSoftplus(beta_init=3.0, precise=True)
+    torch.testing.assert_close(m_fast(x), m_precise(x), rtol=0, atol=1e-9)
+    assert "precise=True" in repr(m_precise)
 
 
 def test_fixed_beta_is_a_buffer():
