@@ -100,8 +100,8 @@ def test_exact_2d_curvature_matches_torch_func_hessian():
     for i in range(len(x)):
         def loss(z, i=i):
             return torch.nn.functional.cross_entropy(net(z[None]), y[i:i + 1])
-        H = torch.func.hessian(loss)(x[i])
-        g = torch.func.grad(loss)(x[i])
+        H = torch.func.hessian(loss)(x[i]).detach()
+        g = torch.func.grad(loss)(x[i]).detach()
         lam = torch.linalg.eigvalsh(H).abs().max()
         assert float(got["hessian_norm"][i]) == pytest.approx(float(lam), rel=1e-8)
         assert float(got["curvature"][i]) == pytest.approx(float(lam / (g.norm() + 1e-6)), rel=1e-8)
@@ -148,5 +148,5 @@ def test_everything_end_to_end_writes_figures_tables_and_verdicts(tiny):
     assert statuses[0] == "reproduced" and statuses[-1] == "needs GPU" and statuses[-2] == "needs GPU"
     assert all(v.status == "proxy" for v in out["verdicts"][2:7])       # Table 1 on the stand-in
     assert all("stand-in for CIFAR-100" in v.evidence for v in out["verdicts"][2:7])
-    again = RES.everything("ci")                                        # read back, not re-run
-    assert list(again["table1"]["frame"]["wall_clock_s"]) == list(frame["wall_clock_s"])
+    again = R.sweep_table1("ci", [1], missing="skip")                   # the records are on disk
+    assert list(again["wall_clock_s"]) == list(frame["wall_clock_s"])

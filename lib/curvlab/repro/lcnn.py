@@ -186,7 +186,7 @@ def augment(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> to
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     out = torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(zip(dy.tolist(),
                                                                                       dx.tolist()))])
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
 
@@ -228,7 +228,7 @@ def _sgd_step(cfg: dict, model: torch.nn.Module, steps_per_epoch: int, ctx):
                        seed=stats["steps"]).detach()
             model.train()
         total, _ = regularized_loss(model, x, y, **cfg["objective"])
-        loss = float(total)
+        loss = total.detach().item()
         if math.isfinite(loss):
             opt.zero_grad(set_to_none=True)
             total.backward()
@@ -306,8 +306,8 @@ def train_table1(cfg: dict, ctx) -> dict:
 def _layer_constants(model: torch.nn.Module) -> dict:
     """Mean learned β and γ of the centred softplus and Lipschitz BN modules (nan if none)."""
     from curvlab.lcnn.models import beta_modules, lipschitz_bn_modules
-    betas = [float(m.beta) for m in beta_modules(model)]
-    gammas = [float(m.gamma) for m in lipschitz_bn_modules(model)]
+    betas = [m.beta.detach().item() for m in beta_modules(model)]
+    gammas = [m.gamma.detach().item() for m in lipschitz_bn_modules(model)]
     return {"beta_mean": float(np.mean(betas)) if betas else math.nan,
             "gamma_mean": float(np.mean(gammas)) if gammas else math.nan}
 
