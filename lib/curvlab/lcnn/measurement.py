@@ -9,7 +9,7 @@ where λ̂_i estimates the eigenvalue of largest modulus of the input Hessian �
 spectral norm ‖∇²ₓℓ_i‖₂ (the Hessian is symmetric). C separates how curved the loss is from how steep
 it is: multiplying ℓ by a constant leaves C unchanged.
 
-λ̂_i comes from a power iteration per sample (:func:`curvlab.krylov.batched_power_iteration`) on the
+λ̂_i comes from a power iteration per sample (:func:`curvlab.batched_power.batched_power_iteration`) on the
 core's per-sample input-Hessian products (:func:`curvlab.hessian.input_hessian_vector_product`),
 with the model in eval mode, where samples do not interact. As in the reference estimator, a random
 Gaussian start is normalised per sample, ``iters`` power updates u ← H u / ‖H u‖ follow, and λ̂ is the
@@ -30,8 +30,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..batched_power import batched_power_iteration
 from ..hessian import input_gradient, input_hessian_vector_product
-from ..krylov import batched_power_iteration
 from ..losses import check_loss
 
 __all__ = ["CurvatureResult", "measure_curvature", "measure_dataset"]
