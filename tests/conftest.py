@@ -13,6 +13,15 @@ def _isolated_outputs(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (several-fold on a loaded 2-core machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def float64():
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

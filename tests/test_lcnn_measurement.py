@@ -10,16 +10,7 @@ from curvlab.lcnn.batchnorm import LipschitzBatchNorm2d
 from curvlab.lcnn.measurement import CurvatureResult, measure_curvature, measure_dataset
 from curvlab.losses import loss_function
 
-pytestmark = pytest.mark.usefixtures("float64")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (several-fold on a loaded 2-core machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
 
 def tiny_cnn(classes=3, seed=0, beta=4.0):

@@ -21,16 +21,7 @@ from curvlab.lcnn.regularizers import (
     regularized_loss,
 )
 
-pytestmark = pytest.mark.usefixtures("float64")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (several-fold on a loaded 2-core machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
 
 def lcnn_mlp():

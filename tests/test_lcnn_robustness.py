@@ -8,16 +8,7 @@ from torch import nn
 
 from curvlab.lcnn.robustness import gradient_stability, pgd_l2, robust_accuracy
 
-pytestmark = pytest.mark.usefixtures("float64")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (several-fold on a loaded 2-core machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("float64", "one_thread")
 
 
 def binary_linear(seed=0, d=6):

@@ -41,7 +41,8 @@ from .curvature import (
 )
 from .losses import check_loss, loss_function
 
-__all__ = ["HessianOperator", "hessian_vector_product", "input_gradient", "input_hessian_vector_product"]
+__all__ = ["HessianOperator", "eval_mode", "hessian_vector_product", "input_gradient",
+           "input_hessian_vector_product"]
 
 HESSIAN_METHODS = ("linearize", "double_backward")
 
@@ -194,7 +195,7 @@ def hessian_vector_product(model: nn.Module, loss: str, inputs: InputsLike, targ
 # --------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Every submodule in eval mode within the block; each one's own previous mode restored after."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -246,7 +247,7 @@ def input_gradient(model: nn.Module, loss: str, inputs: InputsLike, targets: Ten
         ValueError: for an unknown loss or an empty batch.
     """
     check_loss(loss)
-    with _eval_mode(model):
+    with eval_mode(model):
         summed, xs = _summed_loss(model, loss, inputs, targets)
         grads = torch.func.grad(summed, argnums=tuple(range(len(xs))))(*xs)
     return _like_inputs(tuple(grads), inputs)
@@ -279,7 +280,7 @@ def input_hessian_vector_product(model: nn.Module, loss: str, inputs: InputsLike
     """
     check_loss(loss)
     directions = _as_inputs(v)
-    with _eval_mode(model):
+    with eval_mode(model):
         summed, xs = _summed_loss(model, loss, inputs, targets)
         if len(directions) != len(xs) or any(d.shape != x.shape for d, x in zip(directions, xs)):
             raise ValueError("v must be shaped like inputs (one direction per sample)")

@@ -18,29 +18,19 @@ gradient on the parameters (the input gradients come from :func:`curvlab.hessian
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..hessian import input_gradient
+from ..hessian import eval_mode, input_gradient
 from ..losses import check_loss
 
 __all__ = ["gradient_stability", "pgd_l2", "robust_accuracy"]
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 def _check_radius(value, name: str) -> float:
@@ -171,7 +161,7 @@ def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, radii: Sequence[floa
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
             adv = pgd_l2(model, xb, yb, eps, steps, factor * eps / steps if eps else None, seed + b,
                          random_start, clamp, loss)
-            with _eval_mode(model), torch.no_grad():
+            with eval_mode(model), torch.no_grad():
                 correct += int((model(adv).argmax(-1) == yb).sum())
         out[eps] = correct / x.shape[0]
     return out

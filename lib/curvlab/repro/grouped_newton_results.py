@@ -7,27 +7,21 @@ that need a GPU (VGG-11 and the 20×1024 MLP on CIFAR-10, and the 200-epoch, 5-s
 """
 from __future__ import annotations
 
-from curvlab import data, experiment
+from curvlab import data
 
 from . import grouped_newton as R
 from . import grouped_newton_verdicts as V
+from ._labels import data_label, notebook_seeds
 
 TITLES = {"mlp": "MLP 784-1024-200-100-10 tanh (S = 8)", "lenet": "LeNet-5 tanh (S = 10)",
           "vgg11": "VGG-11 ELU (S = 18)", "bigmlp": "MLP 20×1024 ELU (S = 42)"}
 
 
-def data_label(dataset: str) -> str:
-    """``"MNIST (real)"`` or ``"fashion_mnist_32 (stand-in for CIFAR-10)"``."""
-    info = experiment.dataset_label(dataset)
-    if info and info.get("stand_in_for"):
-        return f"{dataset} (stand-in for {info['stand_in_for']})"
-    return f"{dataset} (real)"
 
 
 def seeds(scale: str, seed: int = 0) -> list[int]:
     """The seeds of a scale; at ci scale shifted by the notebook's ``SEED`` (0: seeds 1, 2, 3)."""
-    base = R.SETTINGS[scale]["seeds"]
-    return [seed + s for s in base] if scale == "ci" else list(base)
+    return notebook_seeds(R.SETTINGS[scale]["seeds"], scale, seed)
 
 
 def model_results(model: str, scale: str, seed: int = 0) -> dict:

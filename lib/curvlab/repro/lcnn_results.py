@@ -11,27 +11,21 @@ their verdicts are computed from them). The scorecard is left to the caller
 
 from __future__ import annotations
 
-from curvlab import data, experiment, plotting
+from curvlab import data, plotting
 
 from . import lcnn as R
 from . import lcnn_figures as FIG
 from . import lcnn_verdicts as V
+from ._labels import data_label, notebook_seeds
 
 PAPER = "lcnn"
 
 
-def data_label(dataset: str) -> str:
-    """``"mnist_fashion_20 (stand-in for CIFAR-100)"`` or ``"cifar100 (real)"``."""
-    info = experiment.dataset_label(dataset)
-    if info and info.get("stand_in_for"):
-        return f"{dataset} (stand-in for {info['stand_in_for']})"
-    return f"{dataset} (real)"
 
 
 def seeds(scale: str, seed: int = 0) -> list[int]:
     """The seeds of a scale; at ci scale shifted by the notebook's ``SEED`` (0: seeds 1, 2, 3)."""
-    base = R.SETTINGS[scale]["seeds"]
-    return [seed + s for s in base] if scale == "ci" else list(base)
+    return notebook_seeds(R.SETTINGS[scale]["seeds"], scale, seed)
 
 
 def model_label(scale: str) -> str:
