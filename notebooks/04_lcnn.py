@@ -228,6 +228,7 @@ z = torch.linspace(-6, 6, 2001, dtype=torch.float64, requires_grad=True)
 for beta in (0.5, 5.0, 50.0):
     d1, = torch.autograd.grad(centered_softplus(z, beta).sum(), z, create_graph=True)
     d2, = torch.autograd.grad(d1.sum(), z)
+    d1 = d1.detach()
     s0 = float(centered_softplus(torch.zeros(1, dtype=torch.float64), beta))
     print(f"β = {beta:4}: s(0) = {s0:.1g}; 0 < s' <= 1: {bool(d1.min() > 0 and d1.max() <= 1)}; "
           f"max s''/s' = {float((d2 / d1).max()):.4g} <= β; max s'' / (β/4) = {float(d2.max()) / (beta / 4):.4f}")
@@ -262,11 +263,11 @@ torch.manual_seed(0)
 bn = LipschitzBatchNorm2d(3, gamma_init=4.0).double()
 channel_scale = torch.tensor([1.0, 0.05, 2.0], dtype=torch.float64)[None, :, None, None]
 with torch.no_grad():
-    for _ in range(50):
+    for _ in range(200):                                    # running variance converged (momentum 0.1)
         bn(torch.randn(64, 3, 4, 4, dtype=torch.float64) * channel_scale)
 bn.eval()
 jac = torch.func.jacrev(lambda v: bn(v.reshape(1, 3, 4, 4)).reshape(-1))(torch.zeros(48, dtype=torch.float64))
-top_sv = float(torch.linalg.matrix_norm(jac, ord=2))
+top_sv = float(torch.linalg.matrix_norm(jac.detach(), ord=2))
 print(f"clipped BN: top singular value of the Jacobian {top_sv:.4g} = lipschitz() {float(bn.lipschitz().detach()):.4g}"
       f" = γ {float(bn.gamma.detach()):.4g}; the plain BN's 1/σ_min = {float(1 / bn.sigma_min()):.3g}")
 
@@ -358,6 +359,7 @@ for variant in R.TABLE1_VARIANTS:
     weights = {k: f"{w:.2g}" for k, w in R.objective(variant, s1).items() if w}
     print(f"  {R.LABELS[variant]:22s} cross-entropy + {weights or 'nothing'}")
 
+
 # %% [markdown]
 # ## 3. Figure 1a/b: two moons
 #
@@ -377,10 +379,23 @@ def show(fig_id):
 TIMED = ("training-time overhead", "adversarial training's cost")     # verdicts quoting measured clocks
 
 
-def claim_lines(*keys):
+def checked(v):
+    """The line nbval compares: the whole verdict, but only the status of one from the ResNet runs.
+
+    CPUs of the same family pick different convolution kernels, whose last-bit differences a few
+    epochs of training amplify into the printed digits; the ResNet verdicts' numbers are printed in
+    full in the unchecked cells beside them. Figure 1 (exact computation, and MLPs) prints in full.
+    """
+    if v.claim.startswith("Fig.") or v.status == "needs GPU":
+        return v.sentence()
+    outcome = v.evidence.split(":")[0]              # a proxy verdict's evidence opens with its outcome
+    return f"{v.claim} — {v.status}" + (f" ({outcome})" if outcome in verdicts.STATUSES else "")
+
+
+def claim_lines(*keys, full=False):
     for v in VERDICTS:
         if any(k in v.claim for k in keys):
-            print(v.sentence())
+            print(v.sentence() if full else checked(v))
 
 
 show("fig1ab_two_moons")
@@ -406,19 +421,24 @@ claim_lines("Fig. 1c")
 # installed offline, so at ci scale the rows come from a reduced ResNet-18 on the labelled 20-class
 # stand-in `mnist_fashion_20` (MNIST ∪ Fashion-MNIST, pixels in [0, 1], no normalisation): its numbers
 # say nothing about CIFAR-100 and are not comparable with the paper's. The paper's values are not in
-# the specification; the table's paper column says so instead of quoting them.
+# the specification; the table's paper column says so instead of quoting them. The checked cell
+# prints each verdict's status; the table, the figure and the verdicts' numbers follow unchecked.
 
 # %%
 t1 = OUT["table1"]
 print(f"{t1['model']}; data {t1['label']}; seeds {OUT['seeds']}")
-print(plotting.to_markdown(OUT["tables"]["table1"].drop(columns=["data"]), "%.2g"))
-show("table1_curvature")
+print("runs per variant:", t1["frame"].groupby("variant").size().to_dict())
 claim_lines("Table 1:")
 
-# %% [markdown]
-# Training curves of every variant (training loss per epoch, mean over seeds):
+# %% tags=["nbval-ignore-output"]
+print(plotting.to_markdown(OUT["tables"]["table1"].drop(columns=["data"]), "%.2g"))
+show("table1_curvature")
+claim_lines("Table 1:", full=True)
 
-# %%
+# %% [markdown]
+# Training curves of every variant (training objective and test accuracy per epoch, mean over seeds):
+
+# %% tags=["nbval-ignore-output"]
 show("training_curves")
 
 # %% [markdown]
@@ -428,16 +448,17 @@ show("training_curves")
 # (accuracy under PGD-ℓ2 of growing radius, on the Table 1 models), "more stable gradients" (the
 # cosine similarity between the input gradient at x and at x plus small Gaussian noise), and the
 # training-time overhead of each variant relative to standard training, from the measured training
-# clocks (evaluation excluded).
+# clocks (evaluation excluded). As in §5, the checked cell prints the statuses.
 
 # %%
+claim_lines("robust off the shelf", "stable gradients")
+
+# %% tags=["nbval-ignore-output"]
 show("robustness")
 print(plotting.to_markdown(OUT["tables"]["robustness"], "%.2g"))
-claim_lines("robust off the shelf")
-
-# %%
+claim_lines("robust off the shelf", full=True)
 show("gradient_stability")
-claim_lines("stable gradients")
+claim_lines("stable gradients", full=True)
 
 # %% [markdown]
 # Training time depends on the machine; the cell below is not compared by nbval.
@@ -445,7 +466,7 @@ claim_lines("stable gradients")
 # %% tags=["nbval-ignore-output"]
 show("training_time")
 print(plotting.to_markdown(OUT["tables"]["overhead"], "%.3g"))
-claim_lines(*TIMED)
+claim_lines(*TIMED, full=True)
 
 # %% [markdown]
 # ## 7. Verdicts
@@ -453,12 +474,14 @@ claim_lines(*TIMED)
 # The full list (also `tables/lcnn/scorecard.csv`, rendered into `papers.md` by
 # `python -m curvlab.repro.papers`). Table 1 at paper scale (ResNet-18, 200 epochs) and the
 # dataset × architecture grid (ResNet-34, VGG-11) have runnable configurations and need a GPU. The
-# verdicts on training time quote measured clocks and are printed in the previous cell only.
+# ResNet verdicts print their status here, their numbers in the unchecked cells of §5–§6; the two
+# verdicts on training time, which quote measured clocks, only there.
 
 # %%
 for v in VERDICTS:
     if not any(k in v.claim for k in TIMED):
-        print(v.sentence())
+        print(checked(v))
+
 
 # %% [markdown]
 # ### Run at paper scale
@@ -486,15 +509,17 @@ def macs_per_image(cfg):
     return total[0]
 
 
-print(R.paper_command())
+print("runnable:", R.PAPER_COMMAND)
 if SCALE == "ci":
     ci, paper = R.settings("ci"), R.settings("paper")
     paper_cfg = R.table1_config("standard", "paper")
     n_paper = paper["n_train"] or len(data.load(paper_cfg["dataset"], "train").y)
     mac_ratio = macs_per_image(paper_cfg) / macs_per_image(R.table1_config("standard", "ci"))
     factor = paper["epochs"] * n_paper / (ci["epochs"] * ci["n_train"]) * mac_ratio
-    hours = OUT["table1"]["frame"].groupby("variant")["train_time_s"].mean() * factor / 3600
+    seconds = OUT["table1"]["frame"].groupby("variant")["train_time_s"].mean()
+    hours = (seconds * factor / 3600).reindex(list(R.TABLE1_VARIANTS)).rename(index=R.LABELS)
     print(f"paper scale: {paper['epochs']} epochs × {n_paper} images ({paper_cfg['dataset']}), "
           f"{mac_ratio:.0f}× the ci model's multiply-adds per image")
-    print(plotting.to_markdown(hours.rename("single-thread CPU hours").to_frame(), "%.3g"))
+    print(plotting.to_markdown(hours.rename("single-thread CPU hours").rename_axis("variant").reset_index(),
+                               "%.3g"))
     print(f"total ≈ {hours.sum():.3g} single-thread CPU hours per seed: a GPU job")
