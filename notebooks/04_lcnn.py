@@ -37,13 +37,15 @@ from IPython.display import display
 
 from curvlab import data, experiment, plotting, verdicts
 from curvlab.lcnn import models as M
-from curvlab.lcnn.activations import CenteredSoftplus, centered_softplus
-from curvlab.lcnn.batchnorm import LipschitzBatchNorm1d, LipschitzBatchNorm2d
+from curvlab.lcnn.activations import centered_softplus
+from curvlab.lcnn.batchnorm import LipschitzBatchNorm2d
+from curvlab.lcnn.bound import chain_bound, layer_terms
 from curvlab.lcnn.measurement import measure_curvature
 from curvlab.lcnn.regularizers import gradient_norm_penalty, reference_strength, regularized_loss
 from curvlab.lcnn.spectral import conv_operator_matrix, conv_spectral_norm, operator_norm, spectral_estimate
 from curvlab.repro import lcnn as R
 from curvlab.repro import lcnn_results as RES
+from curvlab.repro._cost import multiply_adds
 from curvlab.repro.sgn_figures import untimed
 
 plotting.set_theme()
@@ -151,30 +153,6 @@ print("ℓ -> 10ℓ: ‖∇²ℓ‖ ×", f"{float(ratio.mean()):.3g};",
 
 # %%
 moons_x = torch.as_tensor(data.make_two_moons(512, seed=0)[0], dtype=torch.float64)
-
-
-def layer_terms(net):
-    """(L_i, κ_i) of each layer of a two-moons MLP, in order."""
-    terms = []
-    for m in net:
-        if isinstance(m, torch.nn.Linear):
-            terms.append((operator_norm(m), 0.0))
-        elif isinstance(m, CenteredSoftplus):
-            terms.append((1.0, float(m.beta.detach()) / 4))
-        elif isinstance(m, torch.nn.Softplus):
-            terms.append((1.0, m.beta / 4))
-        elif isinstance(m, LipschitzBatchNorm1d):
-            terms.append((float(m.lipschitz().detach()), 0.0))
-        elif isinstance(m, torch.nn.BatchNorm1d):
-            terms.append((float(1 / torch.sqrt(m.running_var.min() + m.eps)), 0.0))
-        else:
-            raise TypeError(f"no (L, κ) for {type(m).__name__}")
-    return terms
-
-
-def chain_bound(terms):
-    L = [t[0] for t in terms]
-    return sum(k * math.prod(L[:i]) ** 2 * math.prod(L[i + 1:]) for i, (_, k) in enumerate(terms))
 
 
 def largest_hessian(net):
@@ -493,20 +471,8 @@ for v in VERDICTS:
 
 # %% tags=["nbval-ignore-output"]
 def macs_per_image(cfg):
-    """Multiply-adds of one forward pass of a config's network (convolutions and linear layers)."""
-    model, total = R.build_model(cfg).eval(), [0]
-
-    def count(m, inputs, output):
-        if isinstance(m, torch.nn.Conv2d):
-            total[0] += output.numel() * m.in_channels // m.groups * math.prod(m.kernel_size)
-        elif isinstance(m, torch.nn.Linear):
-            total[0] += m.in_features * m.out_features
-    hooks = [m.register_forward_hook(count) for m in model.modules()]
-    with torch.no_grad():
-        model(torch.zeros(1, cfg["input"]["channels"], cfg["input"]["size"], cfg["input"]["size"]))
-    for h in hooks:
-        h.remove()
-    return total[0]
+    size = cfg["input"]["size"]
+    return multiply_adds(R.build_model(cfg), (cfg["input"]["channels"], size, size))
 
 
 print("runnable:", R.PAPER_COMMAND)
