@@ -307,9 +307,13 @@ print(f"MNIST MLP, batch 1000: gradient {1e3 * t_grad:.2f} ms, GGN-vector produc
 #   input shape (`make_fx`) and keeps only the part linear in the tangent, so a product does not re-run
 #   the primal network; `"jvp"` uses `torch.func.jvp` per product. `curvature.loss_derivatives` holds
 #   the closed-form $H_L$ for cross-entropy and the MSE conventions.
-# * **`curvlab.krylov.conjugate_gradient(matvec, rhs, max_iter, tol, preconditioner)`** is textbook
-#   preconditioned CG on flat vectors; it returns the final residual, which SGN reuses to evaluate
-#   $\Delta^\top(G+\rho I)\Delta$ without an extra product.
+# * **`curvlab.krylov.conjugate_gradient(matvec, rhs, max_iter, tol, preconditioner, curvature)`** is
+#   textbook preconditioned CG on flat vectors. Its step length $a_k = r_k^\top y_k / p_k^\top A p_k$
+#   needs only the curvature along $p_k$; the full product $Ap_k$ is needed for the next residual. So
+#   the last iteration the cap allows takes `curvature` instead, $p^\top G p = \|Jp\|^2_{H_L}$ from the
+#   tangent pass alone, and skips that product's backward pass (the final residual is then not known).
+#   SGN evaluates $\Delta^\top G\Delta = \|J\Delta\|^2_{H_L}$ from $J\Delta = \sum_k a_k Jp_k$, also
+#   without an extra product. SGN(k) thus costs k tangent passes and k − 1 backward passes.
 # * **`curvlab.SGN(model, loss, ...)`** is the optimizer. `step(inputs, targets)` runs: gradient (and
 #   optional momentum) → CG on $(G + \rho I)\Delta = -g$ with k iterations (10 during the first 9
 #   steps: the reference's `MIN_CG_ITERS`/`K_CG` warm-up) → trial loss on the same minibatch →

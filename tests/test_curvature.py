@@ -4,6 +4,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from _dense import dense_ggn
 from torch import nn
 
 from curvlab import curvature as cv
@@ -39,18 +40,6 @@ def make_problem(kind, loss, seed=0):
 
 def loss_name(loss):
     return "cross_entropy" if loss == "cross_entropy_soft" else loss
-
-
-def dense_ggn(model, loss, x, y):
-    """J^T H_L J with J from jacrev and H_L from torch.func.hessian of the loss (not the closed form)."""
-    names, params = cv._resolve_params(model, None)
-    f = cv.model_function(model, x, names)
-    jac = torch.func.jacrev(f, argnums=tuple(range(len(params))))(*params)       # per param (N, C, *shape)
-    J = torch.cat([j.reshape(N * C, -1) for j in jac], dim=1)                    # (N C, P)
-    out = f(*params).detach()
-    loss_fn = cv.loss_function(loss)
-    H = torch.func.hessian(lambda o: loss_fn(o.reshape(N, C), y))(out.reshape(-1))  # (N C, N C)
-    return J.T @ H @ J, params
 
 
 def random_vector(params, seed=1):

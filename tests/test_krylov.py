@@ -302,3 +302,45 @@ def test_vector_helpers():
 # --------------------------------------------------------------------------------------------------
 # Batched (per-sample) power iteration
 # --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_iter", [1, 4])
+def test_cg_last_iteration_from_the_curvature_alone(max_iter):
+    """With ``curvature`` (v -> v^T A v) the last iteration skips A p: the same x, residual unknown."""
+    n = 12
+    A, b = spd(n, cond=50.0), rhs(n)
+    products, steps = [], []
+
+    def matvec(v):
+        products.append(v.clone())
+        return A @ v
+    x, info = K.conjugate_gradient(matvec, b, max_iter=max_iter, tol=0.0, on_step=steps.append,
+                                   curvature=lambda v: float(v @ A @ v))
+    expected, full = K.conjugate_gradient(lambda v: A @ v, b, max_iter=max_iter, tol=0.0)
+    torch.testing.assert_close(x, expected, rtol=1e-12, atol=1e-14)
+    assert len(products) == max_iter - 1 and len(steps) == max_iter    # one product fewer, every step
+    assert info.iterations == max_iter and info.residual is None
+    assert math.isnan(info.residual_norm) and not info.converged and full.residual is not None
+
+
+def test_cg_with_curvature_stopping_on_tolerance_keeps_its_residual():
+    """Stopping before the cap (tolerance met) needs no curvature call: the residual is reported."""
+    A, b = spd(6, cond=10.0), rhs(6)
+    calls = []
+    x, info = K.conjugate_gradient(lambda v: A @ v, b, max_iter=50, tol=1e-10,
+                                   curvature=lambda v: calls.append(v) or float(v @ A @ v))
+    assert info.converged and not calls and info.iterations < 50
+    torch.testing.assert_close(info.residual, b - A @ x, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [lambda v: v, lambda v: "1.0", lambda v: True])
+def test_cg_curvature_must_return_a_number(bad):
+    A, b = spd(4), rhs(4)
+    with pytest.raises(ValueError, match="curvature"):
+        K.conjugate_gradient(lambda v: A @ v, b, max_iter=1, tol=0.0, curvature=bad)
+
+
+def test_cg_breaks_down_on_a_non_positive_curvature():
+    A, b = spd(4), rhs(4)
+    x, info = K.conjugate_gradient(lambda v: A @ v, b, max_iter=1, tol=0.0, curvature=lambda v: -1.0)
+    assert info.breakdown and info.iterations == 0 and torch.equal(x, torch.zeros_like(b))

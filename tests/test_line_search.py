@@ -1,6 +1,7 @@
 """The line-search shortcut: which path ran, warm-started CG, and the fallback without a frontier."""
 import pytest
 import torch
+from _dense import dense_ggn
 from torch import nn
 
 from curvlab import curvature as cv
@@ -103,3 +104,38 @@ def test_record_step_needs_a_product_first():
     line = LineShortcut(cv.GGNOperator(model, "mse", x, torch.randn(N, C, dtype=torch.float64)))
     with pytest.raises(RuntimeError, match="product first"):
         line.record_step(0.5)
+
+
+@pytest.mark.parametrize("case", ["mlp traced", "cnn traced", "mlp jvp", "mlp double_backward"])
+def test_curvature_and_step_curvature_equal_the_dense_ggn(case):
+    kind, method = case.split()
+    model, x, y = problem(kind)
+    G, _ = dense_ggn(model, "cross_entropy", x, y)
+    line = LineShortcut(cv.GGNOperator(model, "cross_entropy", x, y, method=method))
+    b = [-t for t in line.op.gradient]
+    flat = lambda vs: torch.cat([v.reshape(-1) for v in vs])           # noqa: E731
+    v = [torch.randn_like(t) for t in b]
+    assert line.curvature(v) == pytest.approx(float(flat(v) @ G @ flat(v)), rel=1e-10)
+    line.record_step(0.0)                                   # the curvature call counts as a product
+    delta, info = conjugate_gradient(damped(line), b, max_iter=3, tol=0.0, on_step=line.record_step,
+                                     curvature=lambda u: line.curvature(u) + 0.1 * float(flat(u) @ flat(u)))
+    d = flat(delta)
+    assert info.residual is None and info.iterations == 3
+    assert line.step_curvature() == pytest.approx(float(d @ G @ d), rel=1e-10)
+    expected = torch.linalg.solve(G + 0.1 * torch.eye(len(d), dtype=G.dtype), flat(b))
+    dense_cg, _ = conjugate_gradient(lambda u: (G + 0.1 * torch.eye(len(d), dtype=G.dtype)) @ u, flat(b),
+                                     max_iter=3, tol=0.0)
+    torch.testing.assert_close(d, dense_cg, rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(d, expected)                  # three iterations: truncated, as intended
+
+
+def test_step_curvature_is_unknown_after_an_unreported_product():
+    model, x, y = problem("mlp")
+    line = LineShortcut(cv.GGNOperator(model, "cross_entropy", x, y))
+    v = [torch.ones_like(t) for t in line.op.gradient]
+    assert line.step_curvature() == 0.0                     # nothing recorded: Delta = 0
+    line(v)
+    line(v)                                                 # the first product was never reported
+    line.record_step(1.0)
+    with pytest.raises(RuntimeError, match="curvature is unknown"):
+        line.step_curvature()

@@ -474,3 +474,42 @@ def test_invalid_loss_and_model():
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="trainable"):
         SGN(frozen, "mse")
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_step_is_dense_cg_on_the_damped_ggn_and_its_last_iteration_skips_the_backward(k, monkeypatch):
+    """Delta = k dense CG iterations on (G + rho I) Delta = -g, G from explicit Jacobians; the predicted
+    change is the damped model's; the k-th CG iteration uses only the curvature (k - 1 J^T passes)."""
+    from _dense import dense_ggn
+
+    from curvlab import curvature as cv
+    from curvlab.krylov import conjugate_gradient
+    model, x, y = classification()
+    G, theta = dense_ggn(model, "cross_entropy", x, y)
+    names = cv.parameter_names(model)
+    f = cv.model_function(model, x, names)
+    grads = torch.func.grad(lambda *ps: nn.functional.cross_entropy(f(*ps), y),
+                            argnums=tuple(range(len(theta))))(*theta)
+    theta, g = (torch.cat([t.reshape(-1) for t in ts]).clone() for ts in (theta, grads))
+    rho = 0.5
+    A = G + rho * torch.eye(len(theta), dtype=G.dtype)
+    dense_delta, _ = conjugate_gradient(lambda v: A @ v, -g, max_iter=k, tol=0.0)
+    backward = []
+    original = cv.GGNOperator.vector_jacobian_product
+    monkeypatch.setattr(cv.GGNOperator, "vector_jacobian_product",
+                        lambda self, w: backward.append(1) or original(self, w))
+    opt = SGN(model, "cross_entropy", cg_max_iter=k, cg_warmup_steps=0, cg_tol=0.0, rho=rho,
+              line_search=False)
+    stats = opt.step(x, y)
+    delta = (torch.cat([p.detach().reshape(-1) for p in model.parameters()]) - theta) / stats.alpha
+    torch.testing.assert_close(delta, dense_delta, rtol=1e-9, atol=1e-12)
+    predicted = float(g @ dense_delta + 0.5 * dense_delta @ A @ dense_delta)
+    assert stats.predicted_change == pytest.approx(predicted, rel=1e-9)
+    assert len(backward) == k - 1 and stats.cg_iterations == k
+    assert math.isnan(stats.cg_residual) and not stats.cg_converged
+
+
+def test_cg_stopping_on_its_tolerance_reports_the_residual():
+    model, X, y, _ = least_squares()
+    stats = SGN(model, "mse", cg_max_iter=50, cg_warmup_steps=0, cg_tol=1e-10, rho=1e-3).step(X, y)
+    assert stats.cg_converged and stats.cg_residual <= 1e-10 and stats.cg_iterations < 50

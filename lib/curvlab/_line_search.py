@@ -23,6 +23,10 @@ Contract:
 - Where the shortcut does not apply (other methods, models without a frontier, or refused), the
   outputs are those of a full forward pass through :func:`curvlab.curvature.model_function`:
   results do not differ.
+- On every path (any method, shortcut or not) the output tangents are followed too: ``J Delta =
+  sum_k a_k J v_k``, so :meth:`LineShortcut.step_curvature` gives ``Delta^T G Delta`` with no further
+  product, and :meth:`LineShortcut.curvature` gives ``v^T G v`` from the tangent alone, for a CG
+  iteration whose residual is not needed (its last).
 
 The state lives here, not in the operator: one :class:`LineShortcut` per line search.
 """
@@ -68,6 +72,9 @@ class LineShortcut:
         self._step: list[Tensor] | None = None      # sum_k a_k (frontier tangent of v_k)
         self._pending: Tensors | None = None        # frontier tangent of the last, unreported product
         self._products = self._recorded = 0
+        self._output_step: Tensor | None = None     # sum_k a_k J v_k (every method)
+        self._pending_output: Tensor | None = None  # J v of the last, unreported product
+        self._output_lost = False                   # a product was never reported: J Delta unknown
         self.last_path: str | None = None
         self.shortcut_calls = self.full_calls = 0
 
@@ -81,32 +88,68 @@ class LineShortcut:
         self.refused = self.refused or reason
         self._step = self._pending = None
 
-    def __call__(self, vector: Sequence[Tensor]) -> Tensors:
-        """``G v``, as ``op(v)``, keeping the frontier tangent of ``v`` for :meth:`record_step`."""
+    def _tangent(self, vector: Sequence[Tensor]) -> Tensor:
+        """``J v``, keeping it (and the frontier tangent, with the shortcut) for :meth:`record_step`."""
+        if self._pending_output is not None:         # the previous product was never reported
+            self._output_lost, self._output_step = True, None
+            if self._trial is not None and self.refused is None:
+                self._refuse("a product was not followed by record_step (e.g. CG's warm start A x0)")
         if self._trial is None or self.refused is not None:
-            return self.op(vector)
-        if self._pending is not None:
-            self._refuse("a product was not followed by record_step (e.g. CG's warm start A x0)")
-            return self.op(vector)
-        jv, frontier = self.op.jacobian_vector_product_with_frontier(vector)
-        self._pending, self._products = frontier, self._products + 1
-        return self.op.vector_jacobian_product(self.op.loss_hessian_product(jv))
+            jv = self.op.jacobian_vector_product(vector)
+        else:
+            jv, self._pending = self.op.jacobian_vector_product_with_frontier(vector)
+            self._products += 1
+        self._pending_output = jv
+        return jv
+
+    def __call__(self, vector: Sequence[Tensor]) -> Tensors:
+        """``G v = J^T H (J v)``, as ``op(v)``, keeping ``J v`` (and its frontier part) for record_step."""
+        return self.op.vector_jacobian_product(self.op.loss_hessian_product(self._tangent(vector)))
 
     matvec = __call__
+
+    def curvature(self, vector: Sequence[Tensor]) -> float:
+        """``v^T G v = (J v)^T H (J v)``: the curvature along ``v`` without the backward pass.
+
+        Kept for :meth:`record_step` like a product; pass it as ``conjugate_gradient(...,
+        curvature=...)`` (plus any damping) so that CG's last iteration skips ``J^T``.
+        """
+        jv = self._tangent(vector)
+        return float(torch.dot(jv.reshape(-1), self.op.loss_hessian_product(jv).reshape(-1)))
+
+    def step_curvature(self) -> float:
+        """``Delta^T G Delta = (J Delta)^T H (J Delta)`` for the recorded ``Delta = sum_k a_k v_k``.
+
+        Exact for the direction CG returned (no conjugacy assumed), with no product: ``J Delta`` is
+        accumulated from the products' tangents. 0 if nothing was recorded.
+
+        Raises:
+            RuntimeError: a product was not reported with :meth:`record_step` (``J Delta`` is unknown).
+        """
+        if self._output_lost:
+            raise RuntimeError("a product was not followed by record_step: the step's curvature is unknown")
+        if self._output_step is None:
+            return 0.0
+        jd = self._output_step
+        return float(torch.dot(jd.reshape(-1), self.op.loss_hessian_product(jd).reshape(-1)))
 
     def record_step(self, a: float) -> None:
         """Note that the direction moved by ``a`` times the vector of the most recent product.
 
-        Pass it as ``conjugate_gradient(..., on_step=line.record_step)``. A no-op where the
-        shortcut does not apply.
+        Pass it as ``conjugate_gradient(..., on_step=line.record_step)``.
 
         Raises:
             RuntimeError: if no product is waiting to be recorded (the step would refer to nothing).
         """
+        if self._pending_output is None:
+            raise RuntimeError("record_step needs a product first (it refers to the last vector applied)")
+        if self._output_step is None and not self._output_lost:
+            self._output_step = self._pending_output * a
+        elif self._output_step is not None:
+            self._output_step.add_(self._pending_output, alpha=a)
+        self._pending_output = None
         if self._trial is None or self.refused is not None:
             return
-        if self._pending is None:
-            raise RuntimeError("record_step needs a product first (it refers to the last vector applied)")
         if self._step is None:
             self._step = torch._foreach_mul(list(self._pending), a)
         else:

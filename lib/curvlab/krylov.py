@@ -154,7 +154,8 @@ class CGInfo:
         breakdown: stopped early because ``p^T A p`` was not positive and finite (A not positive
             definite along p, or NaN/Inf in the products); x is the last good iterate.
         residual: the final residual ``b - A x`` (same structure as ``rhs``), reused by callers that
-            need ``x^T A x = x^T (b - r)`` without another product.
+            need ``x^T A x = x^T (b - r)`` without another product; None when the last iteration used
+            ``curvature`` (then ``residual_norm`` is NaN).
     """
 
     iterations: int
@@ -167,7 +168,8 @@ class CGInfo:
 def conjugate_gradient(matvec: MatVec, rhs: Vector, x0: Optional[Vector] = None, *,
                        max_iter: Optional[int] = None, tol: float = 1e-6, min_iter: int = 0,
                        preconditioner: Optional[MatVec] = None,
-                       on_step: Optional[Callable[[float], None]] = None) -> tuple[Vector, CGInfo]:
+                       on_step: Optional[Callable[[float], None]] = None,
+                       curvature: Optional[Callable[[Vector], float]] = None) -> tuple[Vector, CGInfo]:
     r"""Solve ``A x = b`` for symmetric positive definite ``A`` given as ``matvec``.
 
     Textbook preconditioned CG (Nocedal & Wright, *Numerical Optimization*, Alg. 5.3) with
@@ -192,6 +194,12 @@ def conjugate_gradient(matvec: MatVec, rhs: Vector, x0: Optional[Vector] = None,
             the most recent ``matvec`` call), e.g. to follow x along quantities computed in the products.
             With ``x0`` it is first called with 1.0 after the product ``A x0``, so that always
             ``x = sum_k a_k v_k`` over the calls, v_k the vector of the ``matvec`` call before each.
+        curvature: v -> v^T A v, computed without forming A v (e.g. ``||J v||^2_H`` for a Gauss-Newton
+            matrix, which skips the backward pass of the product). When given, the last iteration that
+            ``max_iter`` allows uses it instead of ``matvec``: only ``a_k`` needs ``p^T A p``, and
+            ``r_{k+1}`` would only be reported. x is then exact as before, but the final residual is
+            unknown: ``residual`` is None, ``residual_norm`` NaN and ``converged`` False. ``on_step``
+            is called as usual, the vector of the ``curvature`` call counting as that of a product.
 
     Returns:
         ``(x, CGInfo)``; x has the structure of ``rhs``.
@@ -233,21 +241,33 @@ def conjugate_gradient(matvec: MatVec, rhs: Vector, x0: Optional[Vector] = None,
             ry = ry_new
             if ry == 0.0:
                 break
-        q = A(p)                                        # A p
-        pq = float(torch.dot(p, q))
+        last = curvature is not None and k == max_iter - 1
+        q = None if last else A(p)                      # A p
+        pq = _curvature(curvature, p, rhs) if last else float(torch.dot(p, q))
         if not (pq > 0.0 and math.isfinite(pq)):
             breakdown = True
             break
         a = ry / pq
         x.add_(p, alpha=a)                              # x += a p
-        r.sub_(q, alpha=a)                              # r -= a A p
+        if last:                                        # the residual is not needed any more
+            r, res = None, math.nan
+        else:
+            r.sub_(q, alpha=a)                          # r -= a A p
+            res = float(r.abs().max())
         if on_step is not None:
             on_step(a)
-        res = float(r.abs().max())
         k += 1
     info = CGInfo(iterations=k, residual_norm=res, converged=bool(res <= tol), breakdown=breakdown,
-                  residual=_unflatten(r, rhs))
+                  residual=None if r is None else _unflatten(r, rhs))
     return _unflatten(x, rhs), info
+
+
+def _curvature(curvature: Callable[[Vector], float], flat: Tensor, template: Vector) -> float:
+    """``curvature`` of the flat vector, given in the structure of ``template``; checked to be a number."""
+    value = curvature(_unflatten(flat, template))
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ValueError(f"curvature(v) must return a real number (v^T A v), got {type(value).__name__}")
+    return float(value)
 
 
 # --------------------------------------------------------------------------------------------------

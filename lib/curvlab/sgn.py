@@ -16,7 +16,8 @@ The hyperparameters are one frozen value, ``SGNConfig`` (``curvlab.sgn_config``)
 (schedules, trust region, prediction, sufficient decrease) are pure functions in ``curvlab.sgn_rules``.
 The curvature products come from ``curvlab.curvature.GGNOperator`` (one linearisation per iteration:
 outputs, loss and gradient from one forward/backward pass, then one tangent pass + one backward pass
-per CG iteration) and the solver from ``curvlab.krylov.conjugate_gradient``. With the default traced
+per CG iteration, except the last, which needs only the curvature p^T G p = ||J p||^2_H and skips
+the backward pass) and the solver from ``curvlab.krylov.conjugate_gradient``. With the default traced
 products, trial points cost less than a forward pass: the first layers are affine in theta, so their
 outputs at theta + alpha Delta are ``value + alpha * (their tangent along Delta)``, and CG's tangent
 passes have already computed those tangents for each of its directions
@@ -36,8 +37,10 @@ Relation to the reference code (``gmatilde/SGN``, Theano) and to the specificati
   - the reference's predicted change is 1/2 (r + g)^T Delta with the CG residual of the m_hat system,
     inconsistent when beta > 0 (``prediction_rule="reference"``); the default is the model's own
     prediction alpha_0 g^T Delta + 1/2 alpha_0^2 Delta^T (G + rho I) Delta (identical when beta = 0 and
-    alpha_0 = 1, as in every published run). It needs no extra product: Delta^T (G + rho I) Delta =
-    -Delta^T (m_hat + r) with r = b - A Delta the final CG residual;
+    alpha_0 = 1, as in every published run). It needs no extra product: Delta^T G Delta =
+    ||J Delta||^2_H with J Delta accumulated from CG's tangent passes (for the reference rule,
+    r^T Delta = -m_hat^T Delta - Delta^T (G + rho I) Delta; equal to the reference's final-residual
+    form in exact arithmetic, without the backward pass that residual costs);
   - the reference scripts ignore their line-search flag; here ``line_search`` works.
 * beyond the reference: a trial point whose loss is not finite fails the line search; if no finite
   point is found the step is rejected (parameters untouched) and, with the trust region, rho is raised
@@ -85,8 +88,10 @@ class SGNStats:
         next_rho: damping for the next step (after the trust-region update or from the schedule).
         alpha: final step size (alpha_0 halved ``backtracks`` times).
         cg_iterations: products in the CG run.
-        cg_residual: ||b - A Delta||_inf of the returned direction.
-        cg_converged: whether ``cg_residual <= cg_tol``.
+        cg_residual: ||b - A Delta||_inf of the returned direction when CG stopped before its iteration
+            cap; NaN when it ran to the cap, whose last iteration needs only the curvature p^T A p and
+            skips the backward pass that the residual would cost.
+        cg_converged: whether ``cg_residual <= cg_tol`` (False when the cap was reached).
         predicted_change: change of the loss predicted by the quadratic model for the trial step (< 0).
         trust_ratio: (trial_loss - loss) / predicted_change (NaN if nothing was predicted).
         backtracks: number of line-search halvings.
@@ -246,8 +251,11 @@ class SGN:
         delta, info = self._solve(point, m_hat, rho, t)
         g_delta = float(torch.dot(point.g, delta))
         m_delta = g_delta if m_hat is point.g else float(torch.dot(m_hat, delta))
+        # Delta^T (G + rho I) Delta from J Delta (accumulated by the line) rather than from the final
+        # residual, which CG's last iteration no longer computes; r^T Delta = -m_hat^T Delta - that
+        curved = point.line.step_curvature() + rho * float(torch.dot(delta, delta))
         predicted = rules.predicted_change(self.config.prediction_rule, self.config.alpha, g_delta,
-                                           m_delta, float(torch.dot(info.residual, delta)))
+                                           m_delta, -m_delta - curved)
         line = self._search_line(point, delta, inputs, targets, g_delta, m_delta)
         ratio = rules.trust_ratio(line.trial_loss, point.loss, predicted)
         next_rho = self._update_rho(t, rho, ratio, line.accepted)
@@ -302,10 +310,14 @@ class SGN:
             def precondition(r: Tensor) -> Tensor:
                 return inv_diag * r
 
+        def curvature(v: Tensor) -> float:                          # v^T (G + rho I) v, no J^T pass
+            return line.curvature(unflatten_like(v, live)) + rho * float(torch.dot(v, v))
+
         # on_step lets the line follow Delta = sum_k a_k p_k at the network's first (affine) layers, so
-        # the trial points skip their matmul (see curvlab._line_search).
+        # the trial points skip their matmul, and in output space (see curvlab._line_search);
+        # curvature lets CG's last iteration skip the backward pass of its product.
         return conjugate_gradient(damped, -m_hat, max_iter=c.cg_iterations_at(t), tol=c.cg_tol,
-                                  preconditioner=precondition, on_step=line.record_step)
+                                  preconditioner=precondition, on_step=line.record_step, curvature=curvature)
 
     def _loss_at(self, point: _Point, delta: Tensor, step_size: float, inputs: InputsLike,
                  targets: Tensor) -> float:
