@@ -13,6 +13,15 @@ is the ratio of the two medians.
 Time: one full SGD step (forward, backward, optimizer step), methods measured interleaved in one
 process with the order rotated every repeat; the median over repeats is reported.
 
+What the ζ* time can reach. A linear layer (b rows, n inputs, m outputs) costs the plain step about
+3·b·m·n multiply-adds (forward, input gradient, weight gradient). ζ* replaces the weight gradient by
+(P G)ᵀ A at the same cost and adds the Gram matrix A Aᵀ (b²·n), the product P G (b²·m) and a b×b
+Cholesky factorisation and inverse (about b³/2), so its extra arithmetic is about
+b·(n + m) / (3·m·n) of the layer's: 10 % for a 400→400 layer at b = 60, 11-12 % over the whole
+5×400 MLP. On top come two LAPACK calls per layer, whose fixed cost dominates at b = 60, and the
+Python of the custom autograd Function. The 1.15× target therefore leaves almost nothing for either;
+the ratio falls with width (b/n shrinks), as the wider models show.
+
 Peak memory: the profiler's memory events (``profile_memory=True``) list every allocation and free
 of torch's CPU allocator with its size; their running sum over one step, started with gradients
 released, is the live memory the step adds, and its maximum is the step's transient peak. Peak =
