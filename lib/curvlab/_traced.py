@@ -355,7 +355,7 @@ def clear_trace_cache(model: nn.Module | None = None) -> None:
 
 
 def _signature(tensors: Sequence[Tensor]) -> tuple:
-    return tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
+    return tuple((t.shape, t.dtype, t.device) for t in tensors)      # torch.Size is a hashable tuple
 
 
 def split_linearization(model: nn.Module, names: list[str], frozen: dict[str, Tensor],

@@ -93,10 +93,10 @@ def parameter_names(model: nn.Module) -> list[str]:
 
 
 def _resolve_params(model: nn.Module, params: ParamsLike) -> tuple[list[str], Tensors]:
-    names = parameter_names(model)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]   # one module walk
+    names = [n for n, _ in trainable]
     if params is None:
-        current = dict(model.named_parameters())
-        return names, tuple(current[n].detach() for n in names)
+        return names, tuple(p.detach() for _, p in trainable)
     if isinstance(params, Mapping):
         return names, tuple(params[n] for n in names)
     params = tuple(params)
