@@ -20,7 +20,10 @@ Cholesky factorisation and inverse (about b³/2), so its extra arithmetic is abo
 b·(n + m) / (3·m·n) of the layer's: 10 % for a 400→400 layer at b = 60, 11-12 % over the whole
 5×400 MLP. On top come two LAPACK calls per layer, whose fixed cost dominates at b = 60, and the
 Python of the custom autograd Function. The 1.15× target therefore leaves almost nothing for either;
-the ratio falls with width (b/n shrinks), as the wider models show.
+the ratio falls with width (b/n shrinks), as the wider models show. ``--methods floor`` measures
+this directly: ``isaac.Linear`` with its weight gradient replaced by (K G)ᵀ A, K = I + A Aᵀ/(b·la)
+unfactorised, i.e. the Function and every matrix product of ζ* but no solve (not a method: its
+update is not ζ*).
 
 Peak memory: the profiler's memory events (``profile_memory=True``) list every allocation and free
 of torch's CPU allocator with its size; their running sum over one step, started with gradients
@@ -30,7 +33,7 @@ memory held before the step (parameters, optimizer state, the batch) + that tran
 reset and is dominated by the libraries.) Scratch space that BLAS/LAPACK allocate themselves is
 not counted, for any method.
 
-    python benchmarks/isaac.py [--quick] [--threads 1 2] [--repeats N] [--methods isaac pypi zeta kfac]
+    python benchmarks/isaac.py [--quick] [--threads 1 2] [--repeats N] [--methods isaac pypi zeta kfac floor]
     python benchmarks/isaac.py --record paper     # the notebook's Table 2 record at one scale
 
 ``--record SCALE`` runs Table 2 with the settings ``TABLE2[SCALE]`` of the notebook ``01_isaac`` and
@@ -47,21 +50,24 @@ import os
 import statistics
 import sys
 import time
+import unittest.mock
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
+import curvlab.isaac
 from curvlab import experiment, models
 from curvlab.experiment import atomic_write_json
 from curvlab.isaac import apply_isaac
 from curvlab.isaac_kfac import KroneckerPreconditioner
+from curvlab.linalg import identity
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 60
 LA = LG = 0.1                      # cost does not depend on the damping values
-LR = {"gradient": 1e-3, "isaac": 1e-3, "pypi": 1e-3, "zeta": 1e-3, "kfac": 1e-5}   # small: no drift or overflow
+LR = {"gradient": 1e-3, "isaac": 1e-3, "pypi": 1e-3, "zeta": 1e-3, "kfac": 1e-5, "floor": 1e-3}   # small: no drift or overflow
 MODELS = {
     "mlp 5x100": lambda: models.mlp([784, 100, 100, 100, 100, 10]),
     "mlp 5x400": lambda: models.mlp([784, 400, 400, 400, 400, 10]),
@@ -131,6 +137,13 @@ def _swap_to_peer(model: torch.nn.Module) -> None:
                 setattr(parent, key, new)
 
 
+def _floor_weight_gradient(G, A, la, form="auto"):
+    """ζ*'s arithmetic without its solve: (K G)ᵀ A with K = I + A Aᵀ/(b·la) (the ``floor`` row)."""
+    b = A.shape[0]
+    K = torch.addmm(identity(b, A.dtype, A.device), A, A.T, alpha=1.0 / (b * la))
+    return (K @ G).T @ A
+
+
 class Runner:
     """One method on its own copy of the model: ``step()`` is a full SGD step on the next batch."""
 
@@ -140,7 +153,7 @@ class Runner:
         n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
         layers = range(1, n_linear + 1)
         self.pre = None
-        if method == "isaac":
+        if method in ("isaac", "floor"):
             apply_isaac(model, LA, layers)
         elif method == "pypi":
             _swap_to_peer(model)
@@ -154,7 +167,11 @@ class Runner:
 
     def step(self):
         self.zero_grad()
-        self._forward_backward_update()
+        if self.method == "floor":
+            with unittest.mock.patch.object(curvlab.isaac, "_weight_gradient", _floor_weight_gradient):
+                self._forward_backward_update()
+        else:
+            self._forward_backward_update()
 
     def _forward_backward_update(self):
         x, y = self.batches[self.i % len(self.batches)]
@@ -277,7 +294,8 @@ def main(argv=None) -> dict:
                         help="seconds of timed steps per model, lowering repeats (min 5) for slow "
                              "rows (default 60, --quick 8)")
     parser.add_argument("--methods", nargs="+", default=["isaac", "pypi", "zeta", "kfac"],
-                        choices=["isaac", "pypi", "zeta", "kfac"])
+                        choices=["isaac", "pypi", "zeta", "kfac", "floor"],
+                        help="floor (not default): zeta*'s matrix products without its solve")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--record", choices=list(TABLE2), default=None,
                         help="write the notebook's Table 2 record at this scale instead (see TABLE2)")
@@ -318,7 +336,7 @@ def _report(args, threads: int, methods: list[str], repeats: int, warmup: int, b
         results = {name: bench_model(name, methods, repeats, warmup, budget) for name in args.models}
     finally:
         torch.set_num_threads(saved)
-    labels = {"isaac": "zeta*", "pypi": "pypi", "zeta": "zeta", "kfac": "K-FAC"}
+    labels = {"isaac": "zeta*", "pypi": "pypi", "zeta": "zeta", "kfac": "K-FAC", "floor": "floor"}
     header = f"{'model':<13} {'n':>3} {'gradient':>12}" + "".join(
         f" | {labels[m] + ' time':>11} {'(paper)':>7} {'memory':>6}" for m in methods)
     print(header + "\n" + "-" * len(header))

@@ -313,7 +313,8 @@ print(f"MNIST MLP, batch 1000: gradient {1e3 * t_grad:.2f} ms, GGN-vector produc
 #   the last iteration the cap allows takes `curvature` instead, $p^\top G p = \|Jp\|^2_{H_L}$ from the
 #   tangent pass alone, and skips that product's backward pass (the final residual is then not known).
 #   SGN evaluates $\Delta^\top G\Delta = \|J\Delta\|^2_{H_L}$ from $J\Delta = \sum_k a_k Jp_k$, also
-#   without an extra product. SGN(k) thus costs k tangent passes and k − 1 backward passes.
+#   without an extra product. CG in SGN(k) thus costs k tangent passes and k − 1 backward passes
+#   (besides the one forward and backward pass that give the loss and gradient).
 # * **`curvlab.SGN(model, loss, ...)`** is the optimizer. `step(inputs, targets)` runs: gradient (and
 #   optional momentum) → CG on $(G + \rho I)\Delta = -g$ with k iterations (10 during the first 9
 #   steps: the reference's `MIN_CG_ITERS`/`K_CG` warm-up) → trial loss on the same minibatch →

@@ -498,8 +498,8 @@ def test_step_is_dense_cg_on_the_damped_ggn_and_its_last_iteration_skips_the_bac
     original = cv.GGNOperator.vector_jacobian_product
     monkeypatch.setattr(cv.GGNOperator, "vector_jacobian_product",
                         lambda self, w: backward.append(1) or original(self, w))
-    opt = SGN(model, "cross_entropy", cg_max_iter=k, cg_warmup_steps=0, cg_tol=0.0, rho=rho,
-              line_search=False)
+    opt = SGN(model, "cross_entropy", cg_max_iter=k, cg_warmup_steps=0, cg_tol=0.0, rho=rho, alpha=1.0,
+              line_search=False)                             # alpha_0 = 1: the model's change below
     stats = opt.step(x, y)
     delta = (torch.cat([p.detach().reshape(-1) for p in model.parameters()]) - theta) / stats.alpha
     torch.testing.assert_close(delta, dense_delta, rtol=1e-9, atol=1e-12)
